@@ -1,0 +1,134 @@
+"""The plain PyTorch code of a recipe: per-phase snippets, the loop listing, a runnable script.
+
+One source for what the app shows in its code pane, what each record says it ran, and what
+``nntui export`` writes, so the three can never disagree.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+from .phases import Phase
+from .recipe import MODELS, Recipe
+
+SKIPPED_ZERO_GRAD = "# optimizer.zero_grad()  # skipped: gradients accumulate"
+
+
+def _fmt_float(x: float) -> str:
+    return repr(float(x))
+
+
+def define_code(recipe: Recipe) -> list[str]:
+    factory, default_shape, num_classes = MODELS[recipe.model]
+    shape = recipe.input_shape or default_shape
+    lines = [f"torch.manual_seed({recipe.seed})", f"net = {factory.__name__}()"]
+    if recipe.data == "digits":
+        lines += [
+            "loader = digits_loader(batch_size=" + str(recipe.batch_size) + ")",
+            "batches = iter(loader)",
+        ]
+    else:
+        lines.append(f"input = torch.randn({', '.join(str(s) for s in shape)})")
+        if recipe.loss == "cross-entropy":
+            lines.append(f"target = torch.randint(0, {num_classes}, ({shape[0]},))")
+        elif shape[0] == 1:
+            lines.append(f"target = torch.randn({num_classes}).view(1, -1)")
+        else:
+            lines.append(f"target = torch.randn({shape[0]}, {num_classes})")
+    if recipe.loss == "mse":
+        lines.append("criterion = nn.MSELoss()")
+    elif recipe.class_weights:
+        lines.append(f"weight = torch.ones({num_classes})")
+        for k, w in recipe.class_weights:
+            lines.append(f"weight[{k}] = {_fmt_float(w)}")
+        lines.append("criterion = nn.CrossEntropyLoss(weight=weight)")
+    else:
+        lines.append("criterion = nn.CrossEntropyLoss()")
+    lr = _fmt_float(recipe.lr)
+    lines.append(
+        {
+            "sgd": f"optimizer = optim.SGD(net.parameters(), lr={lr})",
+            "manual": f"learning_rate = {lr}",
+            "momentum": f"optimizer = optim.SGD(net.parameters(), lr={lr}, momentum=0.9)",
+            "adam": f"optimizer = optim.Adam(net.parameters(), lr={lr})",
+            "rmsprop": f"optimizer = optim.RMSprop(net.parameters(), lr={lr})",
+        }[recipe.optimizer]
+    )
+    return lines
+
+
+def zero_grad_code(recipe: Recipe, accumulate: bool) -> list[str]:
+    if accumulate:
+        return [SKIPPED_ZERO_GRAD]
+    arg = "" if recipe.zero_grad == "none" else "set_to_none=False"
+    owner = "net" if recipe.optimizer == "manual" else "optimizer"
+    return [f"{owner}.zero_grad({arg})"]
+
+
+def step_code(recipe: Recipe) -> list[str]:
+    if recipe.optimizer == "manual":
+        return ["for f in net.parameters():", "    f.data.sub_(f.grad.data * learning_rate)"]
+    return ["optimizer.step()"]
+
+
+def forward_code(recipe: Recipe) -> list[str]:
+    if recipe.data == "digits":
+        return ["input, target = next_batch()", "output = net(input)"]
+    return ["output = net(input)"]
+
+
+def phase_code(recipe: Recipe, phase: Phase, accumulate: bool = False) -> str:
+    """The PyTorch a phase runs, as the record and the code pane show it."""
+    lines = {
+        Phase.DEFINE: lambda: define_code(recipe),
+        Phase.FORWARD: lambda: forward_code(recipe),
+        Phase.LOSS: lambda: ["loss = criterion(output, target)"],
+        Phase.ZERO_GRAD: lambda: zero_grad_code(recipe, accumulate),
+        Phase.BACKWARD: lambda: ["loss.backward()"],
+        Phase.STEP: lambda: step_code(recipe),
+    }[phase]()
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The training loop as lines, with the lines each phase owns (0-based)."""
+
+    lines: tuple[str, ...]
+    phase_lines: dict[Phase, tuple[int, ...]]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def listing(recipe: Recipe, accumulate: bool = False) -> Listing:
+    """The loop the app walks through, compact: model class left out, imports kept short."""
+    lines: list[str] = [
+        "import torch",
+        "import torch.nn as nn",
+        "import torch.optim as optim",
+        "",
+    ]
+    spans: dict[Phase, tuple[int, ...]] = {}
+
+    def add(phase: Phase, code: list[str], indent: str = "") -> None:
+        start = len(lines)
+        lines.extend(indent + c for c in code)
+        spans[phase] = tuple(range(start, len(lines)))
+
+    add(Phase.DEFINE, define_code(recipe))
+    lines.append("")
+    lines.append("for iteration in range(1, iterations + 1):")
+    add(Phase.FORWARD, forward_code(recipe), "    ")
+    add(Phase.LOSS, ["loss = criterion(output, target)"], "    ")
+    add(Phase.ZERO_GRAD, zero_grad_code(recipe, accumulate), "    ")
+    add(Phase.BACKWARD, ["loss.backward()"], "    ")
+    add(Phase.STEP, step_code(recipe), "    ")
+    return Listing(tuple(lines), spans)
+
+
+def model_source(recipe: Recipe) -> str:
+    factory = MODELS[recipe.model][0]
+    return inspect.getsource(factory)

@@ -1,0 +1,190 @@
+"""The autograd graph behind a tensor, captured as plain data.
+
+Nodes are named by ``type(fn).__name__`` (a ``repr`` carries a memory address), shared nodes
+appear once (the graph is a DAG), and ``None`` slots of ``next_functions`` are kept.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+_SAVED_PREFIX = "_saved_"
+# ``_saved_*`` attribute names depend only on the node type; dir() is the slow part of a walk.
+_saved_names_by_type: dict[type, tuple[str, ...]] = {}
+
+
+@dataclass(frozen=True)
+class SavedValue:
+    """One ``_saved_*`` attribute of a node: a tensor's shape, or a short value text."""
+
+    name: str
+    shape: tuple[int, ...] | None
+    text: str
+
+
+@dataclass(frozen=True)
+class GradNode:
+    id: int
+    name: str
+    param: str | None
+    parent: int | None  # the node it was first reached from (breadth first: a shortest path)
+    slot: int  # which ``next_functions`` slot of the parent leads here
+    children: tuple[int | None, ...]
+    saved: tuple[SavedValue, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.param})" if self.param else self.name
+
+
+@dataclass(frozen=True)
+class GradGraph:
+    """Nodes in breadth-first order from the root; ``nodes[0]`` is ``loss.grad_fn``."""
+
+    nodes: tuple[GradNode, ...]
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def root(self) -> GradNode | None:
+        return self.nodes[0] if self.nodes else None
+
+    def slots(self, node_id: int) -> tuple[int, ...]:
+        """The ``next_functions`` slot indices leading from the root to ``node_id``."""
+        out: list[int] = []
+        node = self.nodes[node_id]
+        while node.parent is not None:
+            out.append(node.slot)
+            node = self.nodes[node.parent]
+        return tuple(reversed(out))
+
+    def path(self, node_id: int, root: str = "loss.grad_fn") -> str:
+        """``loss.grad_fn.next_functions[0][0].next_functions[1][0]`` — how to reach it."""
+        return root + "".join(f".next_functions[{s}][0]" for s in self.slots(node_id))
+
+    def accumulate_nodes(self) -> tuple[GradNode, ...]:
+        return tuple(n for n in self.nodes if n.name == "AccumulateGrad")
+
+    def to_tree(self) -> dict[str, Any] | None:
+        """Nested ``{"name", "param", "children"}`` from the root; ``None`` slots as ``None``.
+
+        A node reached a second time is written once more as ``{"name", "param", "ref": id,
+        "children": []}`` so residual graphs stay linear in size instead of exponential.
+        """
+        if not self.nodes:
+            return None
+        seen: set[int] = set()
+
+        def build(node_id: int) -> dict[str, Any]:
+            node = self.nodes[node_id]
+            out: dict[str, Any] = {"name": node.name, "param": node.param, "id": node.id}
+            if node_id in seen:
+                out["ref"] = node.id
+                out["children"] = []
+                return out
+            seen.add(node_id)
+            out["children"] = []
+            return out
+
+        # Iterative to survive graphs deeper than Python's recursion limit.
+        root = build(0)
+        stack: list[tuple[int, dict[str, Any]]] = [(0, root)]
+        while stack:
+            node_id, out = stack.pop()
+            if "ref" in out:
+                continue
+            kids: list[Any] = []
+            pending: list[tuple[int, dict[str, Any]]] = []
+            for child in self.nodes[node_id].children:
+                if child is None:
+                    kids.append(None)
+                else:
+                    sub = build(child)
+                    kids.append(sub)
+                    pending.append((child, sub))
+            out["children"] = kids
+            stack.extend(reversed(pending))
+        return root
+
+
+def _saved_names(fn: Any) -> tuple[str, ...]:
+    kind = type(fn)
+    names = _saved_names_by_type.get(kind)
+    if names is None:
+        names = tuple(
+            a
+            for a in dir(fn)
+            if a.startswith(_SAVED_PREFIX) and not a.endswith(("_sym_sizes", "_sym_strides"))
+        )
+        _saved_names_by_type[kind] = names
+    return names
+
+
+def _saved_values(fn: Any) -> tuple[SavedValue, ...]:
+    out = []
+    for attr in _saved_names(fn):
+        try:
+            value = getattr(fn, attr)
+        except RuntimeError as exc:  # freed after backward: say so rather than guess
+            out.append(SavedValue(attr, None, f"<freed: {str(exc).splitlines()[0][:60]}>"))
+            continue
+        if isinstance(value, torch.Tensor):
+            out.append(SavedValue(attr, tuple(value.shape), f"tensor{list(value.shape)}"))
+        else:
+            text = repr(value)
+            out.append(SavedValue(attr, None, text if len(text) <= 60 else text[:57] + "..."))
+    return tuple(out)
+
+
+def walk_grad_fn(
+    root: Any,
+    param_names: Mapping[int, str] | None = None,
+    *,
+    with_saved: bool = True,
+) -> GradGraph:
+    """Capture the graph reachable from ``root`` (a ``grad_fn``), breadth first.
+
+    ``param_names`` maps ``id(parameter)`` to its name, for ``AccumulateGrad.variable``.
+    """
+    if root is None:
+        return GradGraph(())
+    names = param_names or {}
+    index: dict[int, int] = {id(root): 0}
+    fns: list[Any] = [root]
+    parents: list[int | None] = [None]
+    slots: list[int] = [0]
+    children: list[tuple[int | None, ...]] = []
+    queue: deque[int] = deque([0])
+    while queue:
+        i = queue.popleft()
+        fn = fns[i]
+        kids: list[int | None] = []
+        for slot, (nxt, _) in enumerate(fn.next_functions):
+            if nxt is None:
+                kids.append(None)
+                continue
+            j = index.get(id(nxt))
+            if j is None:
+                j = len(fns)
+                index[id(nxt)] = j
+                fns.append(nxt)
+                parents.append(i)
+                slots.append(slot)
+                queue.append(j)
+            kids.append(j)
+        children.append(tuple(kids))
+    nodes = []
+    for i, fn in enumerate(fns):
+        name = type(fn).__name__
+        param = None
+        if name == "AccumulateGrad":
+            param = names.get(id(fn.variable), "<leaf>")
+        saved = _saved_values(fn) if with_saved else ()
+        nodes.append(GradNode(i, name, param, parents[i], slots[i], children[i], saved))
+    return GradGraph(tuple(nodes))

@@ -1,0 +1,107 @@
+"""Immutable records of what one phase did: plain numbers, strings and frozen dataclasses.
+
+The UI renders these; it never needs a live tensor to draw a record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .graph import GradGraph
+from .phases import Phase
+from .summary import TensorSummary
+
+
+@dataclass(frozen=True)
+class ParamState:
+    """One parameter after a phase."""
+
+    name: str
+    shape: tuple[int, ...]
+    numel: int
+    requires_grad: bool
+    data: TensorSummary
+    grad: TensorSummary | None  # None: ``.grad is None``
+
+
+@dataclass(frozen=True)
+class GradChange:
+    """What ``backward`` did to one parameter's ``.grad``."""
+
+    name: str
+    before: TensorSummary | None
+    fresh: TensorSummary | None  # this backward's contribution; None: no grad flowed here
+    after: TensorSummary | None
+    accumulated: bool  # ``before`` existed, so PyTorch added into it
+    exact: bool  # after == before + fresh (or == fresh), checked with torch.equal
+
+
+@dataclass(frozen=True)
+class StepChange:
+    """What ``step`` did to one parameter: Δ = after − before."""
+
+    name: str
+    before: TensorSummary
+    after: TensorSummary
+    delta: TensorSummary
+    # SGD and the manual loop: after is bit-equal to before − lr·grad (None: not an SGD rule).
+    matches_sgd: bool | None
+    max_sgd_error: float | None  # max |Δ − (−lr·grad)|, the rounding of the subtraction
+    state: tuple[tuple[str, TensorSummary], ...]  # optimizer state used (momentum_buffer, …)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """One module's forward output."""
+
+    name: str
+    kind: str  # the module's class name
+    shape: tuple[int, ...]
+    summary: TensorSummary
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """Something worth a look: ``kind`` is one of the public diagnostic kinds."""
+
+    kind: str
+    message: str
+    param: str | None = None
+    module: str | None = None
+
+
+@dataclass(frozen=True)
+class PhaseRecord:
+    """Everything one executed phase did."""
+
+    phase: Phase
+    iteration: int
+    skipped: bool
+    code: str  # the PyTorch it ran
+    printed: str  # what ``print`` showed, as the tutorial prints it
+    loss: float | None  # this iteration's loss; None before its ``loss`` phase
+    params: tuple[ParamState, ...]  # state after the phase
+    changed: tuple[str, ...] = ()  # parameters this phase changed (data or grad)
+    activations: tuple[Activation, ...] = ()
+    graph: GradGraph | None = None
+    zero_grad_mode: str | None = None  # "none" or "zeros" on a zero_grad record
+    grad_changes: tuple[GradChange, ...] = ()
+    step_changes: tuple[StepChange, ...] = ()
+    backwards: int = 0  # backward calls accumulated into .grad since the last zero_grad
+    diagnostics: tuple[Diagnostic, ...] = field(default=())
+
+    def param(self, name: str) -> ParamState | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+@dataclass(frozen=True)
+class PhaseError:
+    """A phase that raised. The session is exactly as it was before the phase."""
+
+    phase: Phase
+    iteration: int
+    type: str
+    message: str
+
+    def line(self) -> str:
+        return f"error in {self.phase.value}: {self.type}: {self.message}"

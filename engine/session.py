@@ -1,0 +1,554 @@
+"""The training loop as a state machine: one call runs one phase and returns its record.
+
+The session owns model, optimizer, batch and history. Every phase boundary is checkpointed;
+a phase that raises is undone by restoring the checkpoint it started from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .codegen import phase_code
+from .graph import walk_grad_fn
+from .history import DEFAULT_BUDGET_BYTES, Checkpoint, History
+from .phases import Phase, next_iteration, next_phase
+from .recipe import Recipe, Setup, build
+from .records import (
+    Activation,
+    Diagnostic,
+    GradChange,
+    ParamState,
+    PhaseError,
+    PhaseRecord,
+    StepChange,
+)
+from .summary import summarize
+
+SGD_RULES = ("sgd", "manual")
+# Phases after which the autograd graph of this iteration is alive (rebuilt on rewind).
+GRAPH_LIVE = (Phase.FORWARD, Phase.LOSS, Phase.ZERO_GRAD)
+
+
+class PhaseFailure(RuntimeError):
+    """A check of the session's own (non-finite loss, non-scalar loss, …) that stops a phase."""
+
+
+Diagnose = Callable[["Session", PhaseRecord], tuple[Diagnostic, ...]]
+
+
+class Session:
+    """One training loop, stepped a phase at a time."""
+
+    def __init__(
+        self,
+        recipe: Recipe | None = None,
+        *,
+        accumulate: bool = False,
+        history_bytes: int = DEFAULT_BUDGET_BYTES,
+        nan_guard: bool = True,
+        diagnose: Diagnose | None = None,
+    ) -> None:
+        self.recipe = (recipe or Recipe()).validate()
+        self.accumulate = accumulate
+        self.nan_guard = nan_guard
+        self.lr = self.recipe.lr
+        self.history = History(history_bytes)
+        self._diagnose = diagnose
+        self._reset_state()
+
+    # ------------------------------------------------------------------ state
+    def _reset_state(self) -> None:
+        self.setup: Setup | None = None
+        self.done: Phase | None = None
+        self.iteration = 0
+        self.output: torch.Tensor | None = None
+        self.loss: torch.Tensor | None = None
+        self.loss_value: float | None = None
+        self.backwards = 0
+        self.records: list[PhaseRecord] = []
+        self.names: list[str] = []
+        self.params: list[nn.Parameter] = []
+        self.activations: dict[str, torch.Tensor] = {}
+        self._param_states: list[ParamState] = []
+        self.history.clear()
+        self.history.push(Checkpoint(None, 0, rng=torch.get_rng_state()))
+
+    @property
+    def next_phase(self) -> Phase:
+        return next_phase(self.done)
+
+    @property
+    def next_iteration(self) -> int:
+        return next_iteration(self.done, self.iteration)
+
+    @property
+    def watch(self) -> str | None:
+        """The parameter the tutorial prints around backward (``conv1.bias`` by default)."""
+        if self.recipe.watch and self.recipe.watch in self.names:
+            return self.recipe.watch
+        if "conv1.bias" in self.names:
+            return "conv1.bias"
+        return self.names[0] if self.names else None
+
+    @property
+    def last_record(self) -> PhaseRecord | None:
+        return self.records[-1] if self.records else None
+
+    def param(self, name: str) -> nn.Parameter:
+        return self.params[self.names.index(name)]
+
+    # -------------------------------------------------------------- settings
+    def set_accumulate(self, on: bool) -> None:
+        """Skip ``zero_grad`` from now on (or stop skipping). A setting, kept across rewind."""
+        self.accumulate = bool(on)
+
+    def set_lr(self, lr: float) -> None:
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ValueError(f"lr must be a positive finite number, got {lr}")
+        self.lr = float(lr)
+        self._apply_lr()
+
+    def _apply_lr(self) -> None:
+        if self.setup is not None:
+            for group in self.setup.optimizer.param_groups:
+                group["lr"] = self.lr
+
+    def reset(self, recipe: Recipe | None = None) -> None:
+        """Back to before ``define``; optionally with a new recipe (its lr becomes current)."""
+        if recipe is not None:
+            self.recipe = recipe.validate()
+            self.lr = self.recipe.lr
+        self._reset_state()
+
+    # ------------------------------------------------------------------ stepping
+    def run_next(self) -> PhaseRecord | PhaseError:
+        """Run the next phase. On any exception the session is restored and an error returned."""
+        phase = self.next_phase
+        iteration = self.next_iteration
+        live = (self.output, self.loss, dict(self.activations))
+        try:
+            record = self._run(phase, iteration)
+        # User model code can raise anything; this is the one place it is caught and reported.
+        except Exception as exc:  # noqa: BLE001
+            self._restore(self.history.current, recompute=False)
+            self.output, self.loss, self.activations = live
+            return PhaseError(phase, iteration, type(exc).__name__, _one_line(exc))
+        self.records.append(record)
+        self._checkpoint(phase)
+        return record
+
+    def run_iteration(self) -> list[PhaseRecord | PhaseError]:
+        """Run phases until a ``step`` completes (or one fails)."""
+        out: list[PhaseRecord | PhaseError] = []
+        while True:
+            result = self.run_next()
+            out.append(result)
+            if isinstance(result, PhaseError) or result.phase is Phase.STEP:
+                return out
+
+    def _run(self, phase: Phase, iteration: int) -> PhaseRecord:
+        run = {
+            Phase.DEFINE: self._define,
+            Phase.FORWARD: self._forward,
+            Phase.LOSS: self._loss,
+            Phase.ZERO_GRAD: self._zero_grad,
+            Phase.BACKWARD: self._backward,
+            Phase.STEP: self._step,
+        }[phase]
+        fields = run(iteration)
+        self.done = phase
+        self.iteration = iteration
+        if phase is Phase.LOSS:
+            self.loss_value = fields["loss"]
+        elif phase in (Phase.FORWARD, Phase.DEFINE):
+            self.loss_value = None
+        changed = fields.pop("changed", ())
+        self._param_states = self._states(changed, full=phase is Phase.DEFINE)
+        record = PhaseRecord(
+            phase=phase,
+            iteration=iteration,
+            skipped=fields.pop("skipped", False),
+            code=phase_code(self.recipe, phase, self.accumulate),
+            printed=fields.pop("printed", ""),
+            loss=self.loss_value,
+            params=tuple(self._param_states),
+            changed=tuple(changed),
+            backwards=self.backwards,
+            **{k: v for k, v in fields.items() if k != "loss"},
+        )
+        if self._diagnose is not None:
+            record = _with_diagnostics(record, self._diagnose(self, record))
+        return record
+
+    # ------------------------------------------------------------------ phases
+    def _define(self, iteration: int) -> dict[str, Any]:
+        self.setup = build(self.recipe)
+        self._apply_lr()
+        pairs = list(self.setup.net.named_parameters())
+        self.names = [n for n, _ in pairs]
+        self.params = [p for _, p in pairs]
+        self.activations = {}
+        self.output = self.loss = None
+        self.backwards = 0
+        printed = [repr(self.setup.net), "", "params = list(net.parameters())"]
+        printed.append(f"print(len(params))  # {len(self.params)}")
+        if self.params:
+            printed.append(f"print(params[0].size())  # {self.params[0].size()}")
+        return {"printed": "\n".join(printed), "changed": tuple(self.names)}
+
+    def _forward(self, iteration: int) -> dict[str, Any]:
+        assert self.setup is not None
+        input, _ = self.setup.data.batch(iteration)
+        self._forward_rng = torch.get_rng_state()
+        captured: dict[str, tuple[str, torch.Tensor]] = {}
+        with _capture(self.setup.net, captured):
+            output = self.setup.net(input)
+        self.output = output
+        self.loss = None
+        self.activations = {name: t for name, (_, t) in captured.items()}
+        acts = tuple(
+            Activation(name, kind, tuple(t.shape), summarize(t))
+            for name, (kind, t) in captured.items()
+        )
+        return {"printed": f"print(output)\n{output!r}", "activations": acts}
+
+    def _loss(self, iteration: int) -> dict[str, Any]:
+        assert self.setup is not None and self.output is not None
+        _, target = self.setup.data.batch(iteration)
+        loss = self.setup.criterion(self.output, target)
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            shape = list(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise PhaseFailure(f"loss must be a scalar tensor, got {shape}")
+        value = float(loss.item())
+        if self.nan_guard and not math.isfinite(value):
+            raise PhaseFailure(f"loss is {value} (NaN guard): the step would poison every weight")
+        self.loss = loss
+        graph = walk_grad_fn(loss.grad_fn, {id(p): n for n, p in zip(self.names, self.params)})
+        printed = [f"print(loss)\n{loss!r}"]
+        node = loss.grad_fn
+        labels = [
+            "loss.grad_fn",
+            "loss.grad_fn.next_functions[0][0]",
+            "loss.grad_fn.next_functions[0][0].next_functions[0][0]",
+        ]
+        for label in labels:
+            if node is None:
+                break
+            printed.append(f"print({label})  # <{type(node).__name__}>")
+            node = node.next_functions[0][0] if node.next_functions else None
+        return {"printed": "\n".join(printed), "loss": value, "graph": graph}
+
+    def _zero_grad(self, iteration: int) -> dict[str, Any]:
+        assert self.setup is not None
+        watch = self.watch
+        if self.accumulate:
+            grad = self.param(watch).grad if watch else None
+            printed = f"# zero_grad skipped: .grad keeps {self.backwards} backward(s)"
+            if watch:
+                printed += f"\nprint(net.{watch}.grad)\n{grad!r}"
+            return {"printed": printed, "skipped": True, "zero_grad_mode": None}
+        had = [n for n, p in zip(self.names, self.params) if p.grad is not None]
+        set_to_none = self.recipe.zero_grad == "none"
+        self.setup.optimizer.zero_grad(set_to_none=set_to_none)
+        self.backwards = 0
+        printed = ""
+        if watch:
+            printed = f"print(net.{watch}.grad)\n{self.param(watch).grad!r}"
+        return {
+            "printed": printed,
+            "changed": tuple(had),
+            "zero_grad_mode": "none" if set_to_none else "zeros",
+        }
+
+    def _backward(self, iteration: int) -> dict[str, Any]:
+        if self.loss is None:
+            raise PhaseFailure("no live graph: run forward and loss before backward")
+        before = [p.grad for p in self.params]
+        before_copy = self.history.current.grads  # immutable clones of exactly these values
+        fresh: dict[int, torch.Tensor] = {}
+        handles = []
+        for i, p in enumerate(self.params):
+            if p.requires_grad and before[i] is not None:
+                # The hook sees this backward's contribution before AccumulateGrad adds it in.
+                handles.append(p.register_hook(_keep(fresh, i)))
+        watch = self.watch
+        watch_before = (
+            repr(self.param(watch).grad.clone())
+            if watch and self.param(watch).grad is not None
+            else "None"
+        )
+        try:
+            self.loss.backward()
+        finally:
+            for h in handles:
+                h.remove()
+        self.loss = None  # its graph is freed; a second backward needs a new forward
+        self.backwards += 1
+        changes = []
+        changed = []
+        old_states = self._param_states
+        for i, (name, p) in enumerate(zip(self.names, self.params)):
+            after = p.grad
+            prev = before_copy[i] if i < len(before_copy) else None
+            if after is None:
+                changes.append(GradChange(name, None, None, None, False, True))
+                continue
+            changed.append(name)
+            if prev is None:
+                after_s = summarize(after)
+                changes.append(GradChange(name, None, after_s, after_s, False, True))
+                continue
+            contrib = fresh.get(i)
+            before_s = old_states[i].grad if i < len(old_states) else summarize(prev)
+            if contrib is None:  # no gradient flowed here this time
+                changes.append(
+                    GradChange(
+                        name, before_s, None, summarize(after), True, torch.equal(after, prev)
+                    )
+                )
+                continue
+            exact = torch.equal(after, prev + contrib)
+            changes.append(
+                GradChange(name, before_s, summarize(contrib), summarize(after), True, exact)
+            )
+        printed = ""
+        if watch:
+            after_w = self.param(watch).grad
+            printed = (
+                f"print('{watch}.grad before backward')\n{watch_before}\n"
+                f"print('{watch}.grad after backward')\n{after_w!r}"
+            )
+        return {"printed": printed, "grad_changes": tuple(changes), "changed": tuple(changed)}
+
+    def _step(self, iteration: int) -> dict[str, Any]:
+        assert self.setup is not None
+        before = self.history.current.params
+        optimizer = self.setup.optimizer
+        watch = self.watch
+        watch_before = repr(self.param(watch)) if watch else ""
+        optimizer.step()
+        if self.nan_guard:
+            bad = [n for n, p in zip(self.names, self.params) if not torch.isfinite(p).all()]
+            if bad:
+                raise PhaseFailure(f"step made {bad[0]} non-finite (NaN guard)")
+        changes = []
+        changed = []
+        sgd = self.recipe.optimizer in SGD_RULES
+        for i, (name, p) in enumerate(zip(self.names, self.params)):
+            after = p.detach()
+            delta = after - before[i]
+            matches = err = None
+            if sgd and p.grad is not None:
+                g = p.grad
+                expected = (
+                    before[i].add(g, alpha=-self.lr)
+                    if self.recipe.optimizer == "sgd"
+                    else before[i].sub(g * self.lr)
+                )
+                matches = torch.equal(after, expected)
+                err = float((delta + self.lr * g).abs().max().item()) if g.numel() else 0.0
+            state = tuple(
+                (k, summarize(v))
+                for k, v in optimizer.state.get(p, {}).items()
+                if isinstance(v, torch.Tensor)
+            )
+            if not torch.equal(after, before[i]):
+                changed.append(name)
+            changes.append(
+                StepChange(
+                    name,
+                    self._param_states[i].data,
+                    summarize(after),
+                    summarize(delta),
+                    matches,
+                    err,
+                    state,
+                )
+            )
+        printed = ""
+        if watch:
+            printed = f"print(net.{watch})  # before step\n{watch_before}\nprint(net.{watch})  # after step\n{self.param(watch)!r}"
+        return {"printed": printed, "step_changes": tuple(changes), "changed": tuple(changed)}
+
+    # -------------------------------------------------------------- param states
+    def _states(self, changed: tuple[str, ...], full: bool) -> list[ParamState]:
+        old = {s.name: s for s in self._param_states}
+        out = []
+        for name, p in zip(self.names, self.params):
+            prev = old.get(name)
+            if full or prev is None or name in changed:
+                grad = summarize(p.grad) if p.grad is not None else None
+                data = (
+                    summarize(p)
+                    if full or prev is None or self.done in (Phase.STEP, Phase.DEFINE)
+                    else prev.data
+                )
+                out.append(ParamState(name, tuple(p.shape), p.numel(), p.requires_grad, data, grad))
+            else:
+                out.append(prev)
+        return out
+
+    # ------------------------------------------------------------------ history
+    def _checkpoint(self, phase: Phase) -> None:
+        assert self.setup is not None
+        prev = self.history.current
+        fresh = prev.done is None
+        net = self.setup.net
+        params = prev.params
+        if fresh or phase in (Phase.DEFINE, Phase.STEP):
+            params = tuple(p.detach().clone() for p in self.params)
+        grads = prev.grads
+        if fresh or phase in (Phase.DEFINE, Phase.ZERO_GRAD, Phase.BACKWARD):
+            grads = tuple(None if p.grad is None else p.grad.detach().clone() for p in self.params)
+        buffers = prev.buffers
+        if fresh or phase in (Phase.DEFINE, Phase.FORWARD):
+            buffers = tuple(b.detach().clone() for b in net.buffers())
+        opt_state = prev.opt_state
+        if fresh or phase in (Phase.DEFINE, Phase.STEP):
+            state = self.setup.optimizer.state
+            opt_state = tuple(
+                {
+                    k: (v.clone() if isinstance(v, torch.Tensor) else v)
+                    for k, v in state.get(p, {}).items()
+                }
+                for p in self.params
+            )
+        forward_rng = self._forward_rng if phase is Phase.FORWARD else prev.forward_rng
+        if phase is Phase.DEFINE:
+            forward_rng = None
+        self.history.push(
+            Checkpoint(
+                done=phase,
+                iteration=self.iteration,
+                params=params,
+                grads=grads,
+                buffers=buffers,
+                opt_state=opt_state,
+                lr=self.lr,
+                rng=torch.get_rng_state(),
+                forward_rng=forward_rng,
+                backwards=self.backwards,
+                loss=self.loss_value,
+                records=len(self.records),
+                activations=tuple(self.activations.items())
+                if phase is Phase.FORWARD
+                else (() if phase is Phase.DEFINE else prev.activations),
+            )
+        )
+
+    def can_rewind(self, n: int = 1) -> bool:
+        return self.history.can_rewind(n)
+
+    def rewind(self, n: int = 1) -> int:
+        """Undo up to ``n`` phases; returns how many were undone (history may be shorter)."""
+        undone = 0
+        while undone < n and self.history.can_rewind():
+            self.history.pop()
+            undone += 1
+        if undone:
+            self._restore(self.history.current, recompute=True)
+        return undone
+
+    def _restore(self, cp: Checkpoint, *, recompute: bool) -> None:
+        if cp.done is None:
+            rng = cp.rng
+            self._reset_state()
+            if rng is not None:
+                torch.set_rng_state(rng)
+            return
+        assert self.setup is not None
+        net = self.setup.net
+        with torch.no_grad():
+            for p, saved in zip(self.params, cp.params):
+                p.copy_(saved)
+            for p, g in zip(self.params, cp.grads):
+                p.grad = None if g is None else g.clone()
+            for b, saved in zip(net.buffers(), cp.buffers):
+                b.copy_(saved)
+        state = self.setup.optimizer.state
+        state.clear()
+        for p, saved_state in zip(self.params, cp.opt_state):
+            if saved_state:
+                state[p] = {
+                    k: (v.clone() if isinstance(v, torch.Tensor) else v)
+                    for k, v in saved_state.items()
+                }
+        self._apply_lr()
+        self.done = cp.done
+        self.iteration = cp.iteration
+        self.backwards = cp.backwards
+        self.loss_value = cp.loss
+        del self.records[cp.records :]
+        self._param_states = list(self.records[-1].params) if self.records else []
+        self.activations = dict(cp.activations)
+        self.output = self.loss = None
+        if recompute and cp.done in GRAPH_LIVE:
+            self._rebuild_graph(cp)
+        if cp.rng is not None:
+            torch.set_rng_state(cp.rng)
+
+    def _rebuild_graph(self, cp: Checkpoint) -> None:
+        """The autograd graph cannot be copied, so a rewind recomputes it from restored state."""
+        assert self.setup is not None and cp.forward_rng is not None
+        torch.set_rng_state(cp.forward_rng)
+        input, target = self.setup.data.batch(cp.iteration)
+        self.output = self.setup.net(input)
+        if cp.done is not Phase.FORWARD:
+            self.loss = self.setup.criterion(self.output, target)
+        with torch.no_grad():  # the recomputed forward moved BatchNorm statistics again
+            for b, saved in zip(self.setup.net.buffers(), cp.buffers):
+                b.copy_(saved)
+
+    # ------------------------------------------------------------------ queries
+    def tensor(self, name: str, which: str = "data") -> torch.Tensor | None:
+        """A detached copy of a parameter (``data``), its ``grad``, or an activation."""
+        if which == "activation":
+            t = self.activations.get(name)
+            return None if t is None else t.clone()
+        if name not in self.names:
+            return None
+        p = self.param(name)
+        t = p.grad if which == "grad" else p
+        return None if t is None else t.detach().clone()
+
+
+def _keep(store: dict[int, torch.Tensor], i: int) -> Callable[[torch.Tensor], None]:
+    def hook(grad: torch.Tensor) -> None:
+        store[i] = grad.detach().clone()
+
+    return hook
+
+
+@contextmanager
+def _capture(net: nn.Module, out: dict[str, tuple[str, torch.Tensor]]) -> Iterator[None]:
+    """Forward hooks on every submodule: its output, detached and cloned (in-place ops follow)."""
+    handles = []
+    for name, module in net.named_modules():
+        label = name or "output"
+
+        def hook(mod: nn.Module, args: Any, result: Any, label: str = label) -> None:
+            if isinstance(result, torch.Tensor):
+                out[label] = (type(mod).__name__, result.detach().clone())
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _with_diagnostics(record: PhaseRecord, diags: tuple[Diagnostic, ...]) -> PhaseRecord:
+    return replace(record, diagnostics=tuple(diags))

@@ -1,0 +1,1 @@
+"""nntui's terminal side: the Textual app and the click CLI."""

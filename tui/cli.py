@@ -1,0 +1,141 @@
+"""The ``nntui`` command. Imports torch and Textual lazily so ``nntui --help`` stays instant."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+LOSSES = ("mse", "cross-entropy")
+OPTIMIZERS = ("sgd", "manual", "momentum", "adam", "rmsprop")
+
+
+def _class_weight(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple:
+    out = []
+    for text in values:
+        k, sep, w = text.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out.append((int(k), float(w)))
+        except ValueError:
+            raise click.BadParameter(f"{text!r} is not CLASS=WEIGHT (e.g. 7=5.0)") from None
+    return tuple(out)
+
+
+def recipe_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that choose what is trained; shared by the app, ``trace`` and ``export``."""
+    options = [
+        click.option("--seed", type=int, default=0, show_default=True, help="torch.manual_seed."),
+        click.option("--lr", type=float, default=0.01, show_default=True, help="Learning rate."),
+        click.option("--accumulate", is_flag=True, help="Skip zero_grad: gradients accumulate."),
+        click.option("--loss", type=click.Choice(LOSSES), default="mse", show_default=True),
+        click.option(
+            "--class-weight",
+            "class_weights",
+            multiple=True,
+            callback=_class_weight,
+            metavar="K=W",
+            help="Cross-entropy weight of class K (repeatable).",
+        ),
+        click.option(
+            "--optimizer", type=click.Choice(OPTIMIZERS), default="sgd", show_default=True
+        ),
+        click.option(
+            "--zero-grad",
+            "zero_grad",
+            type=click.Choice(("none", "zeros")),
+            default="none",
+            show_default=True,
+            help="none: grads become None (set_to_none=True); zeros: filled with 0.",
+        ),
+        click.option(
+            "--history-mb",
+            type=click.IntRange(min=1),
+            default=512,
+            show_default=True,
+            help="Memory budget for rewind history.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def make_recipe(**kw: Any) -> Any:
+    from engine.recipe import Recipe
+
+    return Recipe(
+        seed=kw["seed"],
+        lr=kw["lr"],
+        loss=kw["loss"],
+        class_weights=kw["class_weights"],
+        optimizer=kw["optimizer"],
+        zero_grad=kw["zero_grad"],
+    ).validate()
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@recipe_options
+@click.pass_context
+def cli(ctx: click.Context, **kw: Any) -> None:
+    """Step a real PyTorch training loop one phase per keypress.
+
+    With no command, opens the app. Keys: space/n/→ next phase, ←/p rewind,
+    a accumulate, r reset, ? help, q quit.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    recipe = make_recipe(**kw)
+    from .app import NNTuiApp
+
+    app = NNTuiApp(recipe, accumulate=kw["accumulate"], history_bytes=kw["history_mb"] * 2**20)
+    app.run()
+    sys.exit(app.return_code or 0)
+
+
+@cli.command()
+@recipe_options
+@click.option("--iterations", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per phase, per line.")
+def trace(iterations: int, as_json: bool, **kw: Any) -> None:
+    """Run define and N iterations headless, printing every phase."""
+    recipe = make_recipe(**kw)
+    from .trace import run_trace
+
+    sys.exit(
+        run_trace(
+            recipe,
+            iterations=iterations,
+            accumulate=kw["accumulate"],
+            history_bytes=kw["history_mb"] * 2**20,
+            as_json=as_json,
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: usage and recipe errors become one line on stderr and exit code 2."""
+    from_engine: tuple[type[BaseException], ...] = ()
+    try:
+        rv = cli.main(args=argv, prog_name="nntui", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        click.echo(f"nntui: error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except Exception as exc:
+        from engine.recipe import RecipeError
+
+        from_engine = (RecipeError,)
+        if isinstance(exc, from_engine):
+            click.echo(f"nntui: error: {exc}", err=True)
+            sys.exit(2)
+        raise
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""``nntui trace``: every phase printed the way the tutorial prints it, or as JSON lines."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.syntax import Syntax
+from rich.text import Text
+
+from engine import PhaseError, PhaseRecord, Recipe, Session
+from engine.jsonl import record_to_line
+from engine.summary import fmt
+
+
+def _render(console: Console, record: PhaseRecord) -> None:
+    title = f"iteration {record.iteration} · {record.phase.value}"
+    if record.skipped:
+        title += " · skipped"
+    console.rule(Text(title, style="bold magenta" if not record.skipped else "dim"))
+    console.print(Syntax(record.code, "python", theme="ansi_dark", background_color="default"))
+    if record.printed:
+        console.print(
+            Panel(Text(record.printed), title="Out", title_align="left", border_style="dim")
+        )
+    if record.grad_changes:
+        for c in record.grad_changes:
+            if (
+                c.accumulated
+                and c.fresh is not None
+                and c.before is not None
+                and c.after is not None
+            ):
+                console.print(
+                    f"  {c.name}: grad ‖before‖={fmt(c.before.norm)} + ‖fresh‖={fmt(c.fresh.norm)}"
+                    f" → ‖after‖={fmt(c.after.norm)}  (after == before + fresh: {c.exact})"
+                )
+    if record.step_changes and record.step_changes[0].matches_sgd is not None:
+        ok = all(c.matches_sgd for c in record.step_changes if c.matches_sgd is not None)
+        console.print(f"  Δ == −lr·grad for every parameter: {ok}")
+    for d in record.diagnostics:
+        console.print(f"  [yellow]{d.kind}[/]: {d.message}")
+
+
+def run_trace(
+    recipe: Recipe,
+    *,
+    iterations: int,
+    accumulate: bool,
+    history_bytes: int,
+    as_json: bool,
+) -> int:
+    """Run define + ``iterations`` iterations; 0 on success, 1 when a phase failed."""
+    session = Session(recipe, accumulate=accumulate, history_bytes=history_bytes)
+    console = Console(highlight=False, soft_wrap=False)
+    total = 1 + 5 * iterations
+    for _ in range(total):
+        result = session.run_next()
+        if isinstance(result, PhaseError):
+            print(result.line(), file=sys.stderr)
+            return 1
+        if as_json:
+            sys.stdout.write(record_to_line(result) + "\n")
+        else:
+            _render(console, result)
+    sys.stdout.flush()
+    return 0
