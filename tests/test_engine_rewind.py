@@ -1,0 +1,154 @@
+"""Rewind restores exactly; replay reproduces; a failing phase changes nothing."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from engine import Phase, PhaseError, PhaseRecord, Recipe, Session
+from engine.recipe import MODELS
+
+
+def _state(s: Session) -> dict:
+    opt = s.setup.optimizer.state
+    return {
+        "params": [p.detach().clone() for p in s.params],
+        "grads": [None if p.grad is None else p.grad.clone() for p in s.params],
+        "opt": [{k: v.clone() for k, v in opt.get(p, {}).items()} for p in s.params],
+        "rng": torch.get_rng_state(),
+        "where": (s.done, s.iteration, len(s.records)),
+    }
+
+
+def _same(a: dict, b: dict) -> bool:
+    def eq(x, y):
+        if x is None or y is None:
+            return x is None and y is None
+        return torch.equal(x, y)
+
+    return (
+        a["where"] == b["where"]
+        and all(eq(x, y) for x, y in zip(a["params"], b["params"]))
+        and all(eq(x, y) for x, y in zip(a["grads"], b["grads"]))
+        and all(
+            x.keys() == y.keys() and all(eq(x[k], y[k]) for k in x)
+            for x, y in zip(a["opt"], b["opt"])
+        )
+        and torch.equal(a["rng"], b["rng"])
+    )
+
+
+def test_rewind_every_distance_is_bit_exact_and_replay_reproduces() -> None:
+    s = Session(Recipe(seed=11, optimizer="momentum", lr=0.05))
+    states = []
+    records = []
+    s.run_next()
+    states.append(_state(s))
+    for _ in range(15):  # three iterations
+        records.append(s.run_next())
+        states.append(_state(s))
+    for back in (1, 2, 3, 5, 8, 15):
+        assert s.rewind(back) == back
+        assert _same(_state(s), states[-1 - back])
+        replay = [s.run_next() for _ in range(back)]
+        assert replay == records[-back:]
+        assert _same(_state(s), states[-1])
+
+
+def test_rewind_to_after_loss_rebuilds_a_working_graph() -> None:
+    s = Session(Recipe(seed=4))
+    for _ in range(6):
+        s.run_next()
+    grads_first = [p.grad.clone() for p in s.params]
+    s.rewind(3)  # back to after loss of iteration 1: graph must be alive again
+    assert s.done is Phase.LOSS and s.loss is not None
+    s.run_next()  # zero_grad
+    rec = s.run_next()  # backward through the rebuilt graph
+    assert rec.phase is Phase.BACKWARD
+    for g, p in zip(grads_first, s.params):
+        assert torch.equal(g, p.grad)
+
+
+def test_rewind_past_define_and_reset() -> None:
+    s = Session()
+    s.run_iteration()
+    assert s.rewind(100) == 6
+    assert s.done is None and s.setup is None and s.records == []
+    assert not s.can_rewind()
+    first = s.run_iteration()
+    s.reset()
+    assert s.done is None and s.records == []
+    assert s.run_iteration() == first
+
+
+def test_rewind_keeps_settings() -> None:
+    s = Session()
+    s.run_iteration()
+    s.set_accumulate(True)
+    s.set_lr(0.5)
+    s.rewind(2)
+    assert s.accumulate and s.lr == 0.5
+    assert s.setup.optimizer.param_groups[0]["lr"] == 0.5
+
+
+def test_history_is_bounded_by_budget() -> None:
+    budget = 1_000_000  # bytes: room for a few phases of the tutorial Net (~250 KB a copy)
+    s = Session(history_bytes=budget)
+    states = []
+    for _ in range(1 + 5 * 4):
+        s.run_next()
+        states.append(_state(s))
+        assert s.history.nbytes() <= budget
+    assert s.history.dropped > 0
+    reach = len(s.history) - 1
+    assert 0 < reach < len(states) - 1
+    # What is left still rewinds exactly, as far as it reaches and no further.
+    assert s.rewind(1000) == reach
+    assert _same(_state(s), states[-1 - reach])
+
+
+class _Exploding(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 10)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == 2:
+            raise ValueError("boom in user code")
+        return self.fc(x.flatten(1)[:, :4])
+
+
+def test_failing_phase_changes_nothing() -> None:
+    MODELS["_exploding_test"] = (_Exploding, (1, 1, 32, 32), 10)
+    try:
+        s = Session(Recipe(model="_exploding_test"))
+        for _ in range(6):
+            assert isinstance(s.run_next(), PhaseRecord)
+        before = _state(s)
+        records = list(s.records)
+        err = s.run_next()  # forward of iteration 2 raises
+        assert isinstance(err, PhaseError)
+        assert (err.phase, err.iteration, err.type) == (Phase.FORWARD, 2, "ValueError")
+        assert "boom in user code" in err.message
+        assert err.line().startswith("error in forward: ")
+        assert _same(_state(s), before)
+        assert s.records == records
+        assert s.next_phase is Phase.FORWARD
+        assert isinstance(s.run_next(), PhaseRecord)  # calls == 3 now: works again
+    finally:
+        del MODELS["_exploding_test"]
+
+
+def test_nan_loss_is_refused_and_undone() -> None:
+    s = Session(Recipe(lr=1e30))
+    s.run_iteration()
+    results = [s.run_next() for _ in range(6)]
+    errors = [r for r in results if isinstance(r, PhaseError)]
+    assert errors, "a learning rate of 1e30 must trip the NaN guard"
+    e = errors[0]
+    assert e.phase in (Phase.LOSS, Phase.STEP)
+    assert "NaN guard" in e.message
+    # Still consistent: parameters are finite.
+    assert all(torch.isfinite(p).all() for p in s.params)
