@@ -27,7 +27,6 @@ class Checkpoint:
     grads: tuple[torch.Tensor | None, ...] = ()
     buffers: tuple[torch.Tensor, ...] = ()
     opt_state: tuple[dict[str, Any], ...] = ()  # per parameter, in parameter order
-    lr: float = 0.0
     rng: torch.Tensor | None = None
     forward_rng: torch.Tensor | None = None  # RNG as this iteration's forward found it
     backwards: int = 0

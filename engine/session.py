@@ -431,7 +431,6 @@ class Session:
                 grads=grads,
                 buffers=buffers,
                 opt_state=opt_state,
-                lr=self.lr,
                 rng=torch.get_rng_state(),
                 forward_rng=forward_rng,
                 backwards=self.backwards,

@@ -17,7 +17,7 @@ from tests.oracle import tutorial_loop
 def test_records_match_plain_pytorch(seed: int, lr: float, accumulate: bool) -> None:
     iterations = 3
     session = Session(Recipe(seed=seed, lr=lr), accumulate=accumulate)
-    for it, phase, loss, snap, net in tutorial_loop(seed, lr, iterations, accumulate):
+    for it, phase, loss, snap, net in tutorial_loop(seed, lr, iterations, accumulate):  # noqa: B007
         record = session.run_next()
         assert isinstance(record, PhaseRecord), record
         assert (record.iteration, record.phase.value) == (it, phase)
