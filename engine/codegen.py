@@ -24,9 +24,14 @@ def define_code(recipe: Recipe) -> list[str]:
     shape = recipe.input_shape or default_shape
     lines = [f"torch.manual_seed({recipe.seed})", f"net = {factory.__name__}()"]
     if recipe.data == "digits":
+        # The notes' "batch generator": a shuffling DataLoader with its own seeded generator
+        # (engine/digits.py serves exactly these batches; Digits and every_batch are in the
+        # exported script).
         lines += [
-            "loader = digits_loader(batch_size=" + str(recipe.batch_size) + ")",
-            "batches = iter(loader)",
+            f"generator = torch.Generator().manual_seed({recipe.seed})",
+            f"loader = DataLoader(Digits(), batch_size={recipe.batch_size}, shuffle=True,"
+            " generator=generator)",
+            "batches = every_batch(loader)  # a new batch every iteration, epoch after epoch",
         ]
     else:
         lines.append(f"input = torch.randn({', '.join(str(s) for s in shape)})")
@@ -74,7 +79,13 @@ def step_code(recipe: Recipe) -> list[str]:
 
 def forward_code(recipe: Recipe) -> list[str]:
     if recipe.data == "digits":
-        return ["input, target = next_batch()", "output = net(input)"]
+        if recipe.loss == "mse":
+            return [
+                "input, label = next(batches)",
+                "target = F.one_hot(label, 10).float()",
+                "output = net(input)",
+            ]
+        return ["input, target = next(batches)", "output = net(input)"]
     return ["output = net(input)"]
 
 
@@ -103,14 +114,21 @@ class Listing:
         return "\n".join(self.lines)
 
 
+def import_lines(recipe: Recipe, functional: bool = False) -> list[str]:
+    """The notes' imports the code needs: ``F`` when asked (model source) or for digits'
+    ``F.one_hot``, and ``DataLoader`` for digits."""
+    lines = ["import torch", "import torch.nn as nn"]
+    if functional or recipe.data == "digits":
+        lines.append("import torch.nn.functional as F")
+    lines.append("import torch.optim as optim")
+    if recipe.data == "digits":
+        lines.append("from torch.utils.data import DataLoader, Dataset")
+    return lines
+
+
 def listing(recipe: Recipe, accumulate: bool = False) -> Listing:
     """The loop the app walks through, compact: model class left out, imports kept short."""
-    lines: list[str] = [
-        "import torch",
-        "import torch.nn as nn",
-        "import torch.optim as optim",
-        "",
-    ]
+    lines: list[str] = [*import_lines(recipe), ""]
     spans: dict[Phase, tuple[int, ...]] = {}
 
     def add(phase: Phase, code: list[str], indent: str = "") -> None:

@@ -89,6 +89,11 @@ class PhaseRecord:
     step_changes: tuple[StepChange, ...] = ()
     backwards: int = 0  # backward calls accumulated into .grad since the last zero_grad
     diagnostics: tuple[Diagnostic, ...] = field(default=())
+    # Side-by-side facts the phase verified (label, holds), e.g. nn.CrossEntropyLoss == F.cross_entropy.
+    checks: tuple[tuple[str, bool], ...] = ()
+    # Digits forward: the batch's labels and the output's argmax (empty for other data).
+    labels: tuple[int, ...] = ()
+    predictions: tuple[int, ...] = ()
 
     def param(self, name: str) -> ParamState | None:
         return next((p for p in self.params if p.name == name), None)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .checks import cross_entropy_nn_vs_f, optimizer_state_lines, sgd_vs_manual
 from .codegen import phase_code
 from .graph import walk_grad_fn
 from .history import DEFAULT_BUDGET_BYTES, Checkpoint, History
@@ -217,7 +218,12 @@ class Session:
             Activation(name, kind, tuple(t.shape), summarize(t))
             for name, (kind, t) in captured.items()
         )
-        return {"printed": f"print(output)\n{output!r}", "activations": acts}
+        fields: dict[str, Any] = {"printed": f"print(output)\n{output!r}", "activations": acts}
+        labels = getattr(self.setup.data, "labels", None)
+        if labels is not None and output.dim() == 2:  # digits: for accuracy (engine.digits)
+            fields["labels"] = tuple(labels(iteration).tolist())
+            fields["predictions"] = tuple(output.detach().argmax(1).tolist())
+        return fields
 
     def _loss(self, iteration: int) -> dict[str, Any]:
         assert self.setup is not None and self.output is not None
@@ -243,7 +249,9 @@ class Session:
                 break
             printed.append(f"print({label})  # <{type(node).__name__}>")
             node = node.next_functions[0][0] if node.next_functions else None
-        return {"printed": "\n".join(printed), "loss": value, "graph": graph}
+        lines, checks = cross_entropy_nn_vs_f(self.setup.criterion, self.output, target, loss)
+        printed += lines
+        return {"printed": "\n".join(printed), "loss": value, "graph": graph, "checks": checks}
 
     def _zero_grad(self, iteration: int) -> dict[str, Any]:
         assert self.setup is not None
@@ -375,7 +383,18 @@ class Session:
         printed = ""
         if watch:
             printed = f"print(net.{watch})  # before step\n{watch_before}\nprint(net.{watch})  # after step\n{self.param(watch)!r}"
-        return {"printed": printed, "step_changes": tuple(changes), "changed": tuple(changed)}
+            state_lines = optimizer_state_lines(optimizer, self.param(watch), watch)
+            printed = "\n".join([printed, *state_lines])
+        checks: tuple[tuple[str, bool], ...] = ()
+        if sgd:
+            lines, checks = sgd_vs_manual(before, [p.grad for p in self.params], self.lr)
+            printed = "\n".join([printed, *lines]) if printed else "\n".join(lines)
+        return {
+            "printed": printed,
+            "step_changes": tuple(changes),
+            "changed": tuple(changed),
+            "checks": checks,
+        }
 
     # -------------------------------------------------------------- param states
     def _states(self, changed: tuple[str, ...], full: bool) -> list[ParamState]:

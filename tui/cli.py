@@ -52,6 +52,28 @@ def recipe_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="none: grads become None (set_to_none=True); zeros: filled with 0.",
         ),
         click.option(
+            "--data",
+            type=click.Choice(("random", "digits")),
+            default="random",
+            show_default=True,
+            help="random: the tutorial's fixed batch; digits: real 8×8 handwritten digits.",
+        ),
+        click.option(
+            "--batch-size",
+            "batch_size",
+            type=click.IntRange(min=1),
+            default=16,
+            show_default=True,
+            help="Digits per batch (--data digits).",
+        ),
+        click.option(
+            "--lang",
+            type=click.Choice(("en", "ko")),
+            default="en",
+            show_default=True,
+            help="Language of the phase explanations.",
+        ),
+        click.option(
             "--history-mb",
             type=click.IntRange(min=1),
             default=512,
@@ -74,6 +96,8 @@ def make_recipe(**kw: Any) -> Any:
         class_weights=kw["class_weights"],
         optimizer=kw["optimizer"],
         zero_grad=kw["zero_grad"],
+        data=kw["data"],
+        batch_size=kw["batch_size"],
     ).validate()
 
 
@@ -112,8 +136,34 @@ def trace(iterations: int, as_json: bool, **kw: Any) -> None:
             accumulate=kw["accumulate"],
             history_bytes=kw["history_mb"] * 2**20,
             as_json=as_json,
+            lang=kw["lang"],
         )
     )
+
+
+@cli.command()
+@recipe_options
+@click.option("--iterations", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False, writable=True),
+    required=True,
+    help="The .py file to write.",
+)
+def export(iterations: int, output: str, **kw: Any) -> None:
+    """Write the recipe as a plain PyTorch script that prints each iteration's loss."""
+    recipe = make_recipe(**kw)
+    from engine.export import export_script
+
+    script = export_script(recipe, accumulate=kw["accumulate"], iterations=iterations)
+    try:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(script)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {output}: {iterations} iteration(s); run it with python {output}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,15 +10,18 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from engine import PhaseError, PhaseRecord, Recipe, Session
+from engine.explain import explain
 from engine.jsonl import record_to_line
 from engine.summary import fmt
 
 
-def _render(console: Console, record: PhaseRecord) -> None:
+def _render(console: Console, record: PhaseRecord, explanation: str | None = None) -> None:
     title = f"iteration {record.iteration} · {record.phase.value}"
     if record.skipped:
         title += " · skipped"
     console.rule(Text(title, style="bold magenta" if not record.skipped else "dim"))
+    if explanation:
+        console.print(Text(explanation, style="italic"))
     console.print(Syntax(record.code, "python", theme="ansi_dark", background_color="default"))
     if record.printed:
         console.print(
@@ -39,6 +42,8 @@ def _render(console: Console, record: PhaseRecord) -> None:
     if record.step_changes and record.step_changes[0].matches_sgd is not None:
         ok = all(c.matches_sgd for c in record.step_changes if c.matches_sgd is not None)
         console.print(f"  Δ == −lr·grad for every parameter: {ok}")
+    for label, holds in record.checks:
+        console.print(f"  {label}: [{'green' if holds else 'red'}]{holds}[/]")
     for d in record.diagnostics:
         console.print(f"  [yellow]{d.kind}[/]: {d.message}")
 
@@ -50,8 +55,14 @@ def run_trace(
     accumulate: bool,
     history_bytes: int,
     as_json: bool,
+    lang: str = "en",
 ) -> int:
-    """Run define + ``iterations`` iterations; 0 on success, 1 when a phase failed."""
+    """Run define + ``iterations`` iterations; 0 on success, 1 when a phase failed.
+
+    Each phase's explanation is printed the first time it runs, and again only when its text
+    changes (it depends on the recipe, not on the iteration).
+    """
+    shown: dict[str, str] = {}
     session = Session(recipe, accumulate=accumulate, history_bytes=history_bytes)
     console = Console(highlight=False, soft_wrap=False)
     total = 1 + 5 * iterations
@@ -63,6 +74,9 @@ def run_trace(
         if as_json:
             sys.stdout.write(record_to_line(result) + "\n")
         else:
-            _render(console, result)
+            text = explain(result.phase, recipe, accumulate, lang)
+            fresh = shown.get(result.phase.value) != text
+            shown[result.phase.value] = text
+            _render(console, result, text if fresh else None)
     sys.stdout.flush()
     return 0
