@@ -56,6 +56,12 @@ class History:
         self.budget_bytes = budget_bytes
         self._items: deque[Checkpoint] = deque()
         self.dropped = 0
+        # id(tensor) -> [references from kept checkpoints, bytes]. Kept up to date on every
+        # push/pop so ``nbytes`` is O(1): recounting thousands of checkpoints on every push
+        # made a long session slower with every phase. Ids are safe keys: a counted tensor is
+        # alive (a kept checkpoint holds it), and its entry goes when its last reference does.
+        self._refs: dict[int, list[int]] = {}
+        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -66,28 +72,45 @@ class History:
 
     def push(self, checkpoint: Checkpoint) -> None:
         self._items.append(checkpoint)
+        self._count(checkpoint, +1)
         # The current checkpoint is always kept: it is what a failing phase restores.
-        while len(self._items) > 1 and self.nbytes() > self.budget_bytes:
-            self._items.popleft()
+        while len(self._items) > 1 and self._bytes > self.budget_bytes:
+            self._count(self._items.popleft(), -1)
             self.dropped += 1
 
     def pop(self) -> Checkpoint:
-        return self._items.pop()
+        checkpoint = self._items.pop()
+        self._count(checkpoint, -1)
+        return checkpoint
 
     def can_rewind(self, n: int = 1) -> bool:
         return len(self._items) > n
 
     def clear(self) -> None:
         self._items.clear()
+        self._refs.clear()
+        self._bytes = 0
         self.dropped = 0
 
     def nbytes(self) -> int:
-        seen: set[int] = set()
-        total = 0
-        for cp in self._items:
-            for t in cp.tensors():
-                key = id(t)
-                if key not in seen:
-                    seen.add(key)
-                    total += t.numel() * t.element_size()
-        return total
+        """Bytes of the distinct tensors the kept checkpoints hold (shared ones counted once)."""
+        return self._bytes
+
+    def _count(self, checkpoint: Checkpoint, sign: int) -> None:
+        refs = self._refs
+        for t in checkpoint.tensors():
+            key = id(t)
+            entry = refs.get(key)
+            if sign > 0:
+                if entry is None:
+                    size = t.numel() * t.element_size()
+                    refs[key] = [1, size]
+                    self._bytes += size
+                else:
+                    entry[0] += 1
+            else:
+                assert entry is not None, "a checkpoint left the history twice"
+                entry[0] -= 1
+                if entry[0] == 0:
+                    del refs[key]
+                    self._bytes -= entry[1]

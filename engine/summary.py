@@ -45,7 +45,12 @@ def _item(t: torch.Tensor) -> float:
 
 
 def summarize(tensor: torch.Tensor) -> TensorSummary:
-    """Statistics of ``tensor`` (detached; computed in its own dtype, as plain PyTorch would)."""
+    """Statistics of ``tensor`` (detached; computed in its own dtype, as plain PyTorch would).
+
+    Every number is the one the named PyTorch call returns (``t.min()``, ``t.mean()``,
+    ``t.std()``, ``t.norm()``, ``t.sum()``, ``(t == 0).sum()``…), but in as few passes over
+    the data as that allows: on a 20 M-parameter model each pass costs milliseconds.
+    """
     t = tensor.detach()
     numel = t.numel()
     dtype = str(t.dtype).removeprefix("torch.")
@@ -54,15 +59,27 @@ def summarize(tensor: torch.Tensor) -> TensorSummary:
         return TensorSummary(tuple(t.shape), dtype, 0, nan, nan, nan, nan, 0.0, 0.0, 0, 0, 0, ())
     if not (t.is_floating_point() or t.is_complex()):
         t = t.to(torch.float32)
-    nans = int(torch.isnan(t).sum().item())
-    infs = int(torch.isinf(t).sum().item())
-    finite = t if nans == 0 and infs == 0 else t[torch.isfinite(t)]
+    total = _item(t.sum())
+    if math.isfinite(total):
+        # A NaN makes the sum NaN and an Inf makes it ±Inf or NaN, so a finite sum proves
+        # there are none: two full passes (isnan, isinf) saved in the common case.
+        nans = infs = 0
+        finite = t
+    else:
+        nans = int(torch.isnan(t).sum().item())
+        infs = int(torch.isinf(t).sum().item())
+        finite = t if nans == 0 and infs == 0 else t[torch.isfinite(t)]
     if finite.numel():
-        lo, hi = _item(finite.min()), _item(finite.max())
+        lo_t, hi_t = torch.aminmax(finite)  # one pass; min and max are exact in any order
+        lo, hi = _item(lo_t), _item(hi_t)
         mean = _item(finite.mean())
         std = _item(finite.std()) if finite.numel() > 1 else 0.0
     else:
         lo = hi = mean = std = float("nan")
+    if nans == 0 and infs == 0 and (lo > 0 or hi < 0):
+        zeros = 0  # every value is on one side of zero: nothing to count
+    else:
+        zeros = numel - int(torch.count_nonzero(t).item())  # == (t == 0).sum(), no bool copy
     flat = t.reshape(-1)
     return TensorSummary(
         shape=tuple(t.shape),
@@ -73,8 +90,8 @@ def summarize(tensor: torch.Tensor) -> TensorSummary:
         mean=mean,
         std=std,
         norm=_item(t.norm()),
-        sum=_item(t.sum()),
-        zeros=int((t == 0).sum().item()),
+        sum=total,
+        zeros=zeros,
         nans=nans,
         infs=infs,
         head=tuple(float(v) for v in flat[:HEAD].tolist()),
