@@ -1,0 +1,273 @@
+"""The nntui app: one keypress, one phase of a real PyTorch training loop.
+
+The app owns a ``Session`` but never touches it on the event loop: every action goes through a
+queue to one thread worker at a time, which posts back an immutable ``Snapshot`` to draw.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Footer, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
+
+from engine import DEFAULT_BUDGET_BYTES, GradGraph, Phase, PhaseRecord, Recipe, Session
+
+from .screens.help import HelpScreen
+from .stepper import Action, Request, Snapshot, perform
+from .widgets.codepane import CodePane
+from .widgets.errorbar import ErrorBar
+from .widgets.heatmap import TensorView
+from .widgets.outputpane import OutputPane
+from .widgets.paramtable import ParamsTable
+from .widgets.phasebar import BarState, PhaseBar
+
+# Keys pressed while a phase runs wait here; beyond this many, a key is refused with a bell.
+MAX_QUEUED = 8
+# The view each phase brings forward: the graph after loss, the sums after backward.
+VIEW_AFTER = {
+    Phase.DEFINE: "tab-tensor",
+    Phase.LOSS: "tab-graph",
+    Phase.BACKWARD: "tab-accumulation",
+    Phase.STEP: "tab-tensor",
+}
+STEPPER_ACTIONS = {"next", "rewind", "accumulate", "reset", "flip", "next_view"}
+_NOT_DRAWN = object()
+BUSY_LABEL = {
+    Action.NEXT: "running",
+    Action.REWIND: "rewinding",
+    Action.RESET: "resetting",
+    Action.ACCUMULATE: "switching accumulate",
+}
+
+
+def current_graph(records: tuple[PhaseRecord, ...]) -> GradGraph | None:
+    """The graph the current iteration's ``loss`` built (``None`` before it ran)."""
+    for record in reversed(records):
+        if record.graph is not None:
+            return record.graph
+        if record.phase in (Phase.FORWARD, Phase.DEFINE):
+            return None
+    return None
+
+
+class NNTuiApp(App[None]):
+    CSS_PATH = ["styles/app.tcss", "styles/heatmap.tcss"]
+    TITLE = "nntui"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
+
+    BINDINGS = [
+        Binding(
+            "space,n,right",
+            "next",
+            "Next phase",
+            tooltip="Run the next phase of the training loop",
+            id="next",
+            priority=True,
+        ),
+        Binding(
+            "left,p",
+            "rewind",
+            "Rewind",
+            tooltip="Undo the last phase: params, grads, optimizer and RNG restored",
+            id="rewind",
+            priority=True,
+        ),
+        Binding(
+            "a", "accumulate", "Accumulate", tooltip="Skip zero_grad: grads add up", id="accumulate"
+        ),
+        Binding(
+            "g", "flip", "Data/grad", tooltip="Show the parameter's data or its grad", id="flip"
+        ),
+        Binding(
+            "v", "next_view", "View", tooltip="Tensor, grad_fn tree or accumulation", id="view"
+        ),
+        Binding("r", "reset", "Reset", tooltip="Back to before define", id="reset"),
+        Binding("tab", "focus_next", "Pane", tooltip="Move to the next pane", id="pane"),
+        Binding("shift+tab", "focus_previous", "Pane", show=False, id="pane-back"),
+        Binding("question_mark", "help", "Help", tooltip="Phases and keys", id="help"),
+        Binding("q", "quit", "Quit", tooltip="Leave nntui", id="quit"),
+    ]
+
+    @dataclass
+    class Performed(Message):
+        """Posted by the worker thread: one action done, here is the session after it."""
+
+        snapshot: Snapshot
+
+    def __init__(
+        self,
+        recipe: Recipe | None = None,
+        *,
+        accumulate: bool = False,
+        history_bytes: int = DEFAULT_BUDGET_BYTES,
+    ) -> None:
+        super().__init__()
+        self.session = Session(recipe, accumulate=accumulate, history_bytes=history_bytes)
+        self.selected: str | None = None
+        self.which = "data"
+        self.snapshot: Snapshot | None = None
+        self._pending: deque[Request] = deque()
+        self._graph_drawn: GradGraph | None | object = _NOT_DRAWN
+        self._in_flight: Request | None = None
+
+    # ------------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        yield PhaseBar(id="phasebar")
+        with Horizontal(id="body"):
+            with Vertical(id="left"):
+                yield CodePane(id="code")
+                yield OutputPane(id="output")
+            with Vertical(id="right"):
+                yield ParamsTable(id="params")
+                with TabbedContent(id="views"):  # noqa: SIM117 - one TabPane per view
+                    with TabPane("tensor", id="tab-tensor"):
+                        yield TensorView(id="tensor")
+        yield ErrorBar(id="error")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#code").border_title = "code"
+        self.query_one("#output").border_title = "output"
+        self.query_one("#params").border_title = "parameters"
+        self.query_one("#params").focus()
+        self.request(Request(Action.LOOK))
+
+    # ------------------------------------------------------------------ queue
+    @property
+    def busy(self) -> bool:
+        return self._in_flight is not None or bool(self._pending)
+
+    def request(self, request: Request) -> bool:
+        """Queue ``request``; returns False when refused (the queue is full)."""
+        if (
+            request.action is Action.SELECT
+            and self._pending
+            and self._pending[-1].action is Action.SELECT
+        ):
+            self._pending[-1] = request  # scrolling through rows: only the last one matters
+            return True
+        if len(self._pending) >= MAX_QUEUED:
+            self.bell()
+            self.notify("Still working: key ignored", severity="warning", timeout=2)
+            return False
+        self._pending.append(request)
+        self._pump()
+        return True
+
+    def _pump(self) -> None:
+        if self._in_flight is not None or not self._pending:
+            self._show_bar()
+            return
+        self._in_flight = self._pending.popleft()
+        self._show_bar()
+        self._perform(self._in_flight, self.selected, self.which)
+
+    @work(thread=True, exit_on_error=False, group="session")
+    def _perform(self, request: Request, selected: str | None, which: str) -> None:
+        self.post_message(self.Performed(perform(self.session, request, selected, which)))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # The one place a failed action lands (phase errors come back as records instead).
+        if event.worker.group == "session" and event.state is WorkerState.ERROR:
+            error = event.worker.error
+            self.query_one(ErrorBar).show_text(f"✗ internal error: {type(error).__name__}: {error}")
+            self._in_flight = None
+            self._pump()
+
+    @on(Performed)
+    def _performed(self, message: Performed) -> None:
+        self._in_flight = None
+        self.show(message.snapshot)
+        self._pump()
+
+    # ------------------------------------------------------------------ drawing
+    def show(self, snap: Snapshot) -> None:
+        self.snapshot = snap
+        self.selected = snap.selected
+        self.which = snap.which
+        self._show_bar()
+        self.query_one(CodePane).show(snap.listing, snap.done, snap.next_phase, snap.accumulate)
+        self.query_one(OutputPane).sync(snap.records, snap.watch)
+        self.query_one(ParamsTable).show(snap.last, snap.selected)
+        error_bar = self.query_one(ErrorBar)
+        if snap.error is not None:
+            error_bar.show_error(snap.error, snap.done)
+        elif snap.action in (Action.NEXT, Action.REWIND, Action.RESET):
+            error_bar.clear()
+        title = f"{snap.selected}.{snap.which}" if snap.selected else "tensor"
+        self.query_one(TensorView).show(
+            title,
+            snap.values,
+            snap.summary,
+            none_text="grad is None" if snap.selected else "press space to run define",
+        )
+        if snap.action is Action.NEXT and isinstance(snap.result, PhaseRecord):
+            view = VIEW_AFTER.get(snap.result.phase)
+            tabs = self.query_one(TabbedContent)
+            if view and tabs.query(f"#{view}"):
+                tabs.active = view
+
+    def _show_bar(self) -> None:
+        snap = self.snapshot
+        if snap is None:
+            return
+        running = self._in_flight.action if self._in_flight else None
+        busy = ""
+        if running is Action.NEXT:
+            busy = f"running {snap.next_phase.value}"
+        elif running in BUSY_LABEL:
+            busy = BUSY_LABEL[running]
+        self.query_one(PhaseBar).show(
+            BarState(
+                done=snap.done,
+                next_phase=snap.next_phase,
+                iteration=snap.iteration,
+                next_iteration=snap.next_iteration,
+                accumulate=snap.accumulate,
+                backwards=snap.backwards,
+                lr=snap.lr,
+                busy=busy,
+                queued=len(self._pending),
+            )
+        )
+
+    # ------------------------------------------------------------------ actions
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Behind the help screen the loop keys are off: nothing may run unseen.
+        return action not in STEPPER_ACTIONS or self.screen is self.screen_stack[0]
+
+    def action_next(self) -> None:
+        self.request(Request(Action.NEXT))
+
+    def action_rewind(self) -> None:
+        self.request(Request(Action.REWIND))
+
+    def action_accumulate(self) -> None:
+        self.request(Request(Action.ACCUMULATE))
+
+    def action_reset(self) -> None:
+        self.request(Request(Action.RESET))
+
+    def action_flip(self) -> None:
+        self.query_one(TabbedContent).active = "tab-tensor"
+        self.request(Request(Action.FLIP))
+
+    def action_next_view(self) -> None:
+        tabs = self.query_one(TabbedContent)
+        views = [pane.id for pane in tabs.query(TabPane)]
+        tabs.active = views[(views.index(tabs.active) + 1) % len(views)]
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def on_params_table_selected(self, message: ParamsTable.Selected) -> None:
+        self.request(Request(Action.SELECT, message.name))

@@ -1,0 +1,37 @@
+"""The error line: which phase failed and why; the session is still where it was before it."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from engine import Phase, PhaseError
+
+
+def failure_text(error: PhaseError, still_after: Phase | None) -> str:
+    where = f"after {still_after.value}" if still_after else "before define"
+    return (
+        f"✗ {error.phase.value} failed (iteration {error.iteration}): {error.type}: "
+        f"{error.message} — nothing changed, the loop is still {where}."
+    )
+
+
+class ErrorBar(Static):
+    """Hidden until something fails; the next successful action hides it again."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.message = ""
+
+    def show_error(self, error: PhaseError, still_after: Phase | None) -> None:
+        self.show_text(failure_text(error, still_after))
+
+    def show_text(self, message: str) -> None:
+        self.message = message
+        self.update(Text(message))
+        self.add_class("-shown")
+
+    def clear(self) -> None:
+        self.message = ""
+        self.update("")
+        self.remove_class("-shown")

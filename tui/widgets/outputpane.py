@@ -1,0 +1,142 @@
+"""The output pane: what each phase printed, as the tutorial's ``Out:`` blocks, newest last."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from engine import PhaseRecord
+from engine.summary import fmt
+
+from .codepane import THEME
+
+# Older blocks are dropped from the screen (not from the session) so a long run stays fast.
+MAX_BLOCKS = 60
+# A printed line that is code (``print(...)``, an assignment, a comment), not program output.
+_CODE_LINE = re.compile(r"^(print\(|#|[A-Za-z_][\w.]*\s*=\s)")
+
+
+def title(record: PhaseRecord) -> str:
+    name = record.phase.value + (" skipped" if record.skipped else "")
+    return f"iteration {record.iteration} · {name}"
+
+
+def notes(record: PhaseRecord, watch: str | None) -> list[str]:
+    """One-line facts the printed text leaves implicit: accumulation and the SGD identity."""
+    out: list[str] = []
+    for change in record.grad_changes:
+        if change.name != watch or change.after is None:
+            continue
+        if change.accumulated and change.before is not None and change.fresh is not None:
+            out.append(
+                f"# {watch}.grad = before + this backward: ‖{fmt(change.before.norm)}‖"
+                f" + ‖{fmt(change.fresh.norm)}‖ → ‖{fmt(change.after.norm)}‖"
+                f" (after == before + fresh: {change.exact})"
+            )
+        else:
+            out.append(f"# {watch}.grad was None, now this backward's grad")
+    checked = [c.matches_sgd for c in record.step_changes if c.matches_sgd is not None]
+    if checked:
+        out.append(
+            f"# p ← p − lr·p.grad for {len(checked)} parameters; bit-exact: {all(checked)}"
+        )
+    if record.zero_grad_mode == "none":
+        out.append("# every .grad is now None (set_to_none=True, the default since 2.0)")
+    elif record.zero_grad_mode == "zeros":
+        out.append("# every .grad is now filled with 0 (set_to_none=False)")
+    return out
+
+
+def _code(syntax: Syntax, line: str) -> Text:
+    text = syntax.highlight(line)
+    text.rstrip()
+    return text
+
+
+class OutBlock(Static):
+    """One phase's block; remembers its record so a rewound-and-rerun phase is replaced."""
+
+    COMPONENT_CLASSES = {"outblock--title", "outblock--out", "outblock--note", "outblock--warn"}
+
+    def __init__(self, record: PhaseRecord, watch: str | None) -> None:
+        super().__init__(classes="skipped" if record.skipped else "")
+        self.record = record
+        self.watch = watch
+
+    def on_mount(self) -> None:
+        self.update(self.render_block())
+
+    def _style(self, name: str) -> str:
+        return str(self.get_component_rich_style(f"outblock--{name}", partial=True))
+
+    def render_block(self) -> Text:
+        record = self.record
+        syntax = Syntax("", "python", theme=THEME, background_color="default")
+        text = Text(title(record), style=self._style("title"), no_wrap=True)
+        text.append("\n")
+        for line in record.code.splitlines():
+            text.append(">>> ", style=self._style("out"))
+            text.append_text(_code(syntax, line))
+            text.append("\n")
+        in_output = False
+        for line in record.printed.splitlines():
+            if not line.strip():
+                continue  # the tutorial's blank separators cost a row each in a small pane
+            if _CODE_LINE.match(line):
+                text.append(">>> ", style=self._style("out"))
+                text.append_text(_code(syntax, line))
+                in_output = False
+            else:
+                if not in_output:
+                    text.append("Out:\n", style=self._style("out"))
+                    in_output = True
+                text.append(line)
+            text.append("\n")
+        for note in notes(record, self.watch):
+            text.append(note + "\n", style=self._style("note"))
+        for diag in record.diagnostics:
+            text.append(f"⚠ {diag.kind}: {diag.message}\n", style=self._style("warn"))
+        text.rstrip()
+        return text
+
+    @property
+    def plain(self) -> str:
+        return self.render_block().plain
+
+
+class OutputPane(VerticalScroll, can_focus=True):
+    """Mirrors the session's log: blocks for records gone after a rewind are removed."""
+
+    def sync(self, records: Sequence[PhaseRecord], watch: str | None) -> None:
+        shown = list(records[-MAX_BLOCKS:])
+        alive = {id(r) for r in shown}
+        blocks = list(self.query(OutBlock))
+        # Blocks whose record slid out of the window (or was rewound away) go first.
+        while blocks and id(blocks[0].record) not in alive:
+            blocks.pop(0).remove()
+        if blocks and blocks[0].record is not shown[0]:
+            # Rewound to before the oldest block on screen: rebuild the window.
+            for block in blocks:
+                block.remove()
+            blocks = []
+        keep = 0
+        while keep < len(blocks) and keep < len(shown) and blocks[keep].record is shown[keep]:
+            keep += 1
+        for block in blocks[keep:]:
+            block.remove()
+        self._append(shown[keep:], watch)
+
+    def _append(self, records: Sequence[PhaseRecord], watch: str | None) -> None:
+        if records:
+            self.mount_all(OutBlock(r, watch) for r in records)
+        self.call_after_refresh(self.scroll_end, animate=False)
+
+    @property
+    def texts(self) -> list[str]:
+        """Plain text of every block, oldest first (for tests and copy)."""
+        return [b.plain for b in self.query(OutBlock)]

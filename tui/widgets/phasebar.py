@@ -1,0 +1,83 @@
+"""The phase bar: the six phases by name, the one just run and the one next, and the loop state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widgets import Static
+
+from engine import PHASES, Phase
+from engine.summary import fmt
+
+
+@dataclass(frozen=True)
+class BarState:
+    """Plain values only: safe to compare, safe to keep."""
+
+    done: Phase | None = None
+    next_phase: Phase = Phase.DEFINE
+    iteration: int = 0
+    next_iteration: int = 0
+    accumulate: bool = False
+    backwards: int = 0
+    lr: float = 0.01
+    busy: str = ""  # what the worker is doing right now, e.g. "running backward"
+    queued: int = 0
+
+
+class PhaseBar(Static):
+    """``define ▸ forward ▸ loss ▸ zero_grad ▸ backward ▸ step`` with just-run and next marked."""
+
+    COMPONENT_CLASSES = {
+        "phasebar--done",
+        "phasebar--next",
+        "phasebar--idle",
+        "phasebar--skipped",
+        "phasebar--info",
+        "phasebar--busy",
+    }
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.state = BarState()
+
+    def show(self, state: BarState) -> None:
+        self.state = state
+        self.update(self.render_state(state))
+
+    def on_mount(self) -> None:
+        self.update(self.render_state(self.state))
+
+    def _style(self, name: str) -> str:
+        return str(self.get_component_rich_style(f"phasebar--{name}", partial=True))
+
+    def render_state(self, s: BarState) -> Text:
+        line = Text()
+        for i, phase in enumerate(PHASES):
+            if i:
+                line.append(" ▸ ", style=self._style("info"))
+            label = phase.value
+            if phase is Phase.ZERO_GRAD and s.accumulate:
+                label = "zero_grad skipped"
+            if phase is s.done:
+                line.append(f" ✓ {label} ", style=self._style("done"))
+            elif phase is s.next_phase:
+                line.append(f" ▶ {label} ", style=self._style("next"))
+            elif phase is Phase.ZERO_GRAD and s.accumulate:
+                line.append(f" {label} ", style=self._style("skipped"))
+            else:
+                line.append(f" {label} ", style=self._style("idle"))
+        line.append("\n")
+        info = [
+            f"iteration {s.iteration}",
+            f"next: {s.next_phase.value} (iteration {s.next_iteration})",
+            f"accumulate: {'on' if s.accumulate else 'off'}",
+            f".grad holds {s.backwards} backward{'s' if s.backwards != 1 else ''}",
+            f"lr {fmt(s.lr)}",
+        ]
+        line.append(" · ".join(info), style=self._style("info"))
+        if s.busy:
+            extra = f" (+{s.queued} queued)" if s.queued else ""
+            line.append(f"  {s.busy}…{extra}", style=self._style("busy"))
+        return line
