@@ -6,7 +6,6 @@ One source for what the app shows in its code pane, what each record says it ran
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 from .phases import Phase
@@ -19,10 +18,41 @@ def _fmt_float(x: float) -> str:
     return repr(float(x))
 
 
+def _sizes(shape: tuple[int, ...]) -> str:
+    return ", ".join(str(s) for s in shape)
+
+
+def _model(recipe: Recipe) -> tuple[str, tuple[int, ...], int | None]:
+    """``(call, default input shape, classes)``; a user model has no defaults of its own."""
+    if recipe.model in MODELS:
+        factory, default_shape, classes = MODELS[recipe.model]
+        return f"{factory.__name__}()", default_shape, classes
+    return f"{recipe.model.rpartition(':')[2]}()", (), None
+
+
+def _target_line(recipe: Recipe, shape: tuple[int, ...], num_classes: int | None) -> str:
+    # The same rule as engine.recipe.target_plan; before define, a user model's output size
+    # is not known yet (the session's resolved recipe fills it in).
+    ts = recipe.target_shape
+    if recipe.loss == "cross-entropy":
+        if num_classes is None:
+            return "# target = torch.randint(0, C, ...)  # C: net's output size, found at define"
+        sizes = f"({shape[0]},)" if ts is None else f"({_sizes(ts)}{',' if len(ts) == 1 else ''})"
+        return f"target = torch.randint(0, {num_classes}, {sizes})"
+    if ts is not None:
+        return f"target = torch.randn({_sizes(ts)})"
+    if num_classes is None:
+        return "# target = torch.randn(...)  # the shape of net(input), found at define"
+    if shape[0] == 1:
+        return f"target = torch.randn({num_classes}).view(1, -1)"
+    return f"target = torch.randn({shape[0]}, {num_classes})"
+
+
 def define_code(recipe: Recipe) -> list[str]:
-    factory, default_shape, num_classes = MODELS[recipe.model]
+    call, default_shape, classes = _model(recipe)
+    num_classes = recipe.num_classes if recipe.num_classes is not None else classes
     shape = recipe.input_shape or default_shape
-    lines = [f"torch.manual_seed({recipe.seed})", f"net = {factory.__name__}()"]
+    lines = [f"torch.manual_seed({recipe.seed})", f"net = {call}"]
     if recipe.data == "digits":
         # The notes' "batch generator": a shuffling DataLoader with its own seeded generator
         # (engine/digits.py serves exactly these batches; Digits and every_batch are in the
@@ -34,13 +64,8 @@ def define_code(recipe: Recipe) -> list[str]:
             "batches = every_batch(loader)  # a new batch every iteration, epoch after epoch",
         ]
     else:
-        lines.append(f"input = torch.randn({', '.join(str(s) for s in shape)})")
-        if recipe.loss == "cross-entropy":
-            lines.append(f"target = torch.randint(0, {num_classes}, ({shape[0]},))")
-        elif shape[0] == 1:
-            lines.append(f"target = torch.randn({num_classes}).view(1, -1)")
-        else:
-            lines.append(f"target = torch.randn({shape[0]}, {num_classes})")
+        lines.append(f"input = torch.randn({_sizes(shape)})")
+        lines.append(_target_line(recipe, shape, num_classes))
     if recipe.loss == "mse":
         lines.append("criterion = nn.MSELoss()")
     elif recipe.class_weights:
@@ -148,5 +173,11 @@ def listing(recipe: Recipe, accumulate: bool = False) -> Listing:
 
 
 def model_source(recipe: Recipe) -> str:
-    factory = MODELS[recipe.model][0]
-    return inspect.getsource(factory)
+    """The code defining the model (shipped classes, the user's file, or an import).
+
+    A user file's ``from __future__`` lines are not in it: they must open a script, see
+    ``engine.loader.model_code(...).future``.
+    """
+    from .loader import model_code
+
+    return model_code(recipe.model, {k: v[0] for k, v in MODELS.items()}).source

@@ -36,6 +36,18 @@ def _weights(recipe: Recipe) -> str:
     return ", ".join(f"{k}→{w:g}" for k, w in recipe.class_weights)
 
 
+def _random_data(recipe: Recipe) -> tuple[str, str]:
+    """The input and target lines define runs (codegen's), so the text matches the code."""
+    from .codegen import define_code
+
+    lines = define_code(recipe)
+    input = next(line for line in lines if line.startswith("input ="))
+    target = next((line for line in lines if "target =" in line), "target")
+    # Before define a user model's target is a comment in the code; its call is enough here.
+    target = target.lstrip("# ").split("  #")[0]
+    return input.removeprefix("input = "), target.removeprefix("target = ")
+
+
 def _watch(recipe: Recipe, lang: str) -> str:
     if recipe.watch:
         return recipe.watch
@@ -65,13 +77,10 @@ def _define(recipe: Recipe, accumulate: bool, lang: str) -> Explanation:
                 f"DataLoader가 섞어서 {bs}장씩 batch로 내준다 (노트의 batch generator)."
             )
         else:
-            target = (
-                "임의의 class 번호 하나(torch.randint(0, 10, (1,)))"
-                if ce
-                else "임의의 정답(torch.randn(10).view(1, -1))"
-            )
+            input, code = _random_data(recipe)
+            target = f"임의의 class 번호({code})" if ce else f"임의의 정답({code})"
             what += (
-                f"데이터는 튜토리얼 그대로: 임의의 입력 하나(torch.randn(1, 1, 32, 32))와 "
+                f"데이터는 {'튜토리얼 그대로: ' if lenet else ''}임의의 입력({input})과 "
                 f"{target}를 매 반복마다 다시 쓴다."
             )
         why = (
@@ -98,14 +107,11 @@ def _define(recipe: Recipe, accumulate: bool, lang: str) -> Explanation:
             f"DataLoader in shuffled batches of {bs} (the notes' batch generator)."
         )
     else:
-        target = (
-            "a random class index (torch.randint(0, 10, (1,)))"
-            if ce
-            else "a random target (torch.randn(10).view(1, -1))"
-        )
+        input, code = _random_data(recipe)
+        target = f"random class indices ({code})" if ce else f"a random target ({code})"
+        source = "the tutorial's: " if lenet else ""
         what += (
-            "The data is the tutorial's: one random input (torch.randn(1, 1, 32, 32)) and "
-            f"{target}, reused every iteration."
+            f"The data is {source}a random input ({input}) and {target}, reused every iteration."
         )
     why = (
         "Seeding first makes the random initial weights (and the random data) the same on "
@@ -138,6 +144,8 @@ def _forward(recipe: Recipe, accumulate: bool, lang: str) -> Explanation:
         look = (
             "층마다 activation의 shape (1×32×32에서 점점 줄어 10개 값이 된다), "
             "grad_fn이 붙은 output."
+            if lenet
+            else "모든 하위 모듈의 activation과 shape, grad_fn이 붙은 output."
         )
         if digits:
             look += " 숫자 pane: batch의 이미지, 정답(label), 예측(output의 argmax), 정확도."
@@ -156,6 +164,9 @@ def _forward(recipe: Recipe, accumulate: bool, lang: str) -> Explanation:
     look = (
         "The activations, each layer's output shape shrinking from 1×32×32 to 10 values, "
         "and the output printed with its grad_fn."
+        if lenet
+        else "The activations of every submodule with their shapes, and the output printed "
+        "with its grad_fn."
     )
     if digits:
         look += (

@@ -14,7 +14,7 @@ from pathlib import Path
 from .codegen import import_lines, model_source, phase_code
 from .digits import DIGITS_PATH
 from .phases import LOOP, Phase
-from .recipe import Recipe
+from .recipe import MODELS, Recipe, resolve
 
 # Written into digits scripts. The transform is engine.digits' (see its docstring): /16, then
 # nearest 8×8 -> 32×32, so both give bit-identical inputs.
@@ -53,7 +53,8 @@ def export_script(
     digits_path: Path | str | None = None,
 ) -> str:
     """A plain PyTorch script that runs ``iterations`` iterations and prints each loss."""
-    recipe.validate()
+    # A user model's target shape may come from its output: fill it in so the code says it.
+    recipe = resolve(recipe.validate())
     if iterations < 0:
         raise ValueError(f"iterations must be 0 or more, got {iterations}")
     mode = "accumulate (zero_grad skipped)" if accumulate else "zero_grad every iteration"
@@ -68,6 +69,11 @@ def export_script(
         '"""',
         "",
     ]
+    from .loader import model_code
+
+    # A user file's ``from __future__`` lines must come first (only the docstring may precede).
+    future = model_code(recipe.model, {k: v[0] for k, v in MODELS.items()}).future
+    lines += [*future, *([""] if future else [])]
     if recipe.data == "digits":
         lines.append("import numpy as np")
     lines += import_lines(recipe, functional=True)

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.optim as optim
 
-from .models import Net
+from .models import MLP, Net, ResNet
 
 LOSSES = ("mse", "cross-entropy")
 OPTIMIZERS = ("sgd", "manual", "momentum", "adam", "rmsprop")
@@ -68,6 +68,22 @@ class Recipe:
             shape = getattr(self, shape_name)
             if shape is not None and (not shape or any(d < 1 for d in shape)):
                 raise RecipeError(f"{shape_name.replace('_', '-')} must be positive sizes")
+        if self.num_classes is not None and self.num_classes < 1:
+            raise RecipeError(f"--num-classes must be at least 1, got {self.num_classes}")
+        if self.loss == "mse" and self.num_classes is not None and self.target_shape is not None:
+            raise RecipeError("give --num-classes or --target-shape for MSE, not both")
+        if self.model in MODELS:
+            classes = MODELS[self.model][2]
+            if self.num_classes is not None and self.num_classes != classes:
+                raise RecipeError(
+                    f"{self.model} has {classes} outputs, not --num-classes {self.num_classes}"
+                )
+        else:
+            from .loader import parse_spec  # the loader imports RecipeError from here
+
+            parse_spec(self.model, MODELS)  # syntax only: importing user code is build's job
+            if self.input_shape is None and self.data == "random":
+                raise RecipeError(f"--input-shape is needed for {self.model}")
         return self
 
 
@@ -126,11 +142,15 @@ class Setup:
     optimizer: Any  # torch.optim.Optimizer or ManualSGD
     data: BatchSource
     num_classes: int | None
+    # The recipe with every shape filled in, as build resolved it (what codegen writes).
+    resolved: Recipe | None = None
 
 
 # Shipped models: name -> (factory, default input shape, output classes).
 MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], int]] = {
     "lenet": (Net, (1, 1, 32, 32), 10),
+    "mlp": (MLP, (8, 64), 10),
+    "resnet": (ResNet, (4, 3, 32, 32), 10),
 }
 
 
@@ -165,34 +185,90 @@ def make_optimizer(recipe: Recipe, params: list[nn.Parameter]) -> Any:
     return optim.RMSprop(params, lr=recipe.lr)
 
 
-def random_batch(recipe: Recipe, input_shape: tuple[int, ...], num_classes: int) -> FixedBatch:
-    input = torch.randn(*input_shape)
+def target_plan(
+    recipe: Recipe, input: torch.Tensor, classes: int | None, net: nn.Module
+) -> tuple[int | None, tuple[int, ...]]:
+    """``(num_classes, target shape)``: from the options, the shipped model, or the output.
+
+    Cross-entropy: class indices in ``0..C-1`` of shape ``[batch]`` (or ``--target-shape``).
+    MSE: random values of shape ``[batch, C]`` when ``C`` is known, else ``--target-shape``,
+    else the output's shape. Only a model whose output size is unknown pays a dry forward.
+    """
+    from .loader import infer_output_shape  # the loader imports RecipeError from here
+
+    batch = input.shape[0]
+    known = recipe.num_classes if recipe.num_classes is not None else classes
     if recipe.loss == "cross-entropy":
-        target = torch.randint(0, num_classes, (input_shape[0],))
-    else:
-        target = (
-            torch.randn(num_classes).view(1, -1)
-            if input_shape[0] == 1
-            else torch.randn(input_shape[0], num_classes)
-        )
-    return FixedBatch(input, target)
+        if known is not None:
+            return known, recipe.target_shape or (batch,)
+        out = infer_output_shape(net, input, recipe.model)
+        if len(out) < 2:
+            raise RecipeError(
+                f"cross-entropy needs an output [batch, classes, ...], {recipe.model} gives "
+                f"{list(out)}; give --num-classes"
+            )
+        return out[1], recipe.target_shape or (out[0], *out[2:])
+    if recipe.target_shape is not None:
+        return None, recipe.target_shape
+    if known is not None:
+        return known, (batch, known)
+    return None, infer_output_shape(net, input, recipe.model)
 
 
 def build(recipe: Recipe) -> Setup:
     """Build model, batch, criterion and optimizer in the documented seeded order."""
     recipe.validate()
-    if recipe.model not in MODELS:
-        raise RecipeError(f"unknown model {recipe.model!r} (choose from {', '.join(MODELS)})")
-    factory, default_shape, num_classes = MODELS[recipe.model]
+    shipped = recipe.model in MODELS
+    if shipped:
+        factory, default_shape, classes = MODELS[recipe.model]
+    else:
+        from . import loader  # the loader imports RecipeError from here
+
+        spec = loader.parse_spec(recipe.model, MODELS)
+        user_factory = loader.load_factory(spec)
+        default_shape, classes = (), None
     input_shape = recipe.input_shape or default_shape
     torch.manual_seed(recipe.seed)
-    net = factory()
+    net = factory() if shipped else loader.instantiate(user_factory, spec)
     if recipe.data == "digits":
-        from .digits import DigitsBatches
+        from .digits import NUM_CLASSES, DigitsBatches
 
         data: BatchSource = DigitsBatches(recipe)
+        num_classes: int | None = NUM_CLASSES
+        resolved = recipe  # digits fixes its own shapes: N×1×32×32 images, 10 classes
     else:
-        data = random_batch(recipe, input_shape, num_classes)
+        input = torch.randn(*input_shape)
+        # The dry forward (if any) runs here, after the input, under a forked RNG: the target
+        # drawn next is the one the documented order draws.
+        num_classes, target_shape = target_plan(recipe, input, classes, net)
+        if recipe.loss == "cross-entropy":
+            assert num_classes is not None
+            target = torch.randint(0, num_classes, target_shape)
+        else:
+            # randn(C).view(1, -1) and randn(1, C) draw the same numbers: one call for both.
+            target = torch.randn(*target_shape)
+        data = FixedBatch(input, target)
+        # What codegen needs to write this exact target: classes (the [batch] or [batch, C]
+        # forms), or a shape for anything else.
+        default_shape = (
+            (input.shape[0],) if recipe.loss == "cross-entropy" else (input.shape[0], num_classes)
+        )
+        resolved = recipe.with_(
+            input_shape=input_shape,
+            num_classes=num_classes,
+            target_shape=None if target_shape == default_shape else target_shape,
+        )
     criterion = make_criterion(recipe, num_classes)
     optimizer = make_optimizer(recipe, list(net.parameters()))
-    return Setup(net, criterion, optimizer, data, num_classes)
+    return Setup(net, criterion, optimizer, data, num_classes, resolved)
+
+
+def resolve(recipe: Recipe) -> Recipe:
+    """``recipe`` with the shapes ``build`` infers filled in, for code that runs without a
+    session (``nntui export``). A user model is built once for it, with the global RNG put back
+    afterwards; a shipped model's recipe already says everything."""
+    if recipe.model in MODELS or recipe.data != "random":
+        return recipe
+    with torch.random.fork_rng(devices=[]):
+        setup = build(recipe)
+    return setup.resolved or recipe

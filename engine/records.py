@@ -109,4 +109,4 @@ class PhaseError:
     message: str
 
     def line(self) -> str:
-        return f"error in {self.phase.value}: {self.type}: {self.message}"
+        return f"error in {self.phase.value}: {self.message}"

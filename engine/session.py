@@ -15,12 +15,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .blame import ModuleFailure, blame_modules
 from .checks import cross_entropy_nn_vs_f, optimizer_state_lines, sgd_vs_manual
 from .codegen import phase_code
 from .graph import walk_grad_fn
 from .history import DEFAULT_BUDGET_BYTES, Checkpoint, History
 from .phases import Phase, next_iteration, next_phase
-from .recipe import Recipe, Setup, build
+from .recipe import Recipe, RecipeError, Setup, build
 from .records import (
     Activation,
     Diagnostic,
@@ -54,14 +55,19 @@ class Session:
         accumulate: bool = False,
         history_bytes: int = DEFAULT_BUDGET_BYTES,
         nan_guard: bool = True,
-        diagnose: Diagnose | None = None,
+        diagnose: Diagnose | bool | None = None,
     ) -> None:
         self.recipe = (recipe or Recipe()).validate()
         self.accumulate = accumulate
         self.nan_guard = nan_guard
         self.lr = self.recipe.lr
         self.history = History(history_bytes)
-        self._diagnose = diagnose
+        # None: engine.diagnostics (the app's pane and trace's lines); False: none at all.
+        if diagnose is None or diagnose is True:
+            from .diagnostics import diagnose as default_diagnose
+
+            diagnose = default_diagnose
+        self._diagnose: Diagnose | None = diagnose or None
         self._reset_state()
 
     # ------------------------------------------------------------------ state
@@ -77,6 +83,8 @@ class Session:
         self.names: list[str] = []
         self.params: list[nn.Parameter] = []
         self.activations: dict[str, torch.Tensor] = {}
+        # Modules whose forward output held NaN/Inf, in the order they returned.
+        self.nonfinite_modules: tuple[str, ...] = ()
         self._param_states: list[ParamState] = []
         self.history.clear()
         self.history.push(Checkpoint(None, 0, rng=torch.get_rng_state()))
@@ -97,6 +105,13 @@ class Session:
         if "conv1.bias" in self.names:
             return "conv1.bias"
         return self.names[0] if self.names else None
+
+    @property
+    def code_recipe(self) -> Recipe:
+        """The recipe with the shapes ``define`` resolved (a user model's target, …): codegen's."""
+        if self.setup is not None and self.setup.resolved is not None:
+            return self.setup.resolved
+        return self.recipe
 
     @property
     def last_record(self) -> PhaseRecord | None:
@@ -133,14 +148,15 @@ class Session:
         """Run the next phase. On any exception the session is restored and an error returned."""
         phase = self.next_phase
         iteration = self.next_iteration
-        live = (self.output, self.loss, dict(self.activations))
+        live = (self.output, self.loss, dict(self.activations), self.nonfinite_modules)
         try:
             record = self._run(phase, iteration)
         # User model code can raise anything; this is the one place it is caught and reported.
         except Exception as exc:  # noqa: BLE001
             self._restore(self.history.current, recompute=False)
-            self.output, self.loss, self.activations = live
-            return PhaseError(phase, iteration, type(exc).__name__, _one_line(exc))
+            self.output, self.loss, self.activations, self.nonfinite_modules = live
+            original = exc.original if isinstance(exc, ModuleFailure) else exc
+            return PhaseError(phase, iteration, type(original).__name__, _message(exc))
         self.records.append(record)
         self._checkpoint(phase)
         return record
@@ -176,7 +192,7 @@ class Session:
             phase=phase,
             iteration=iteration,
             skipped=fields.pop("skipped", False),
-            code=phase_code(self.recipe, phase, self.accumulate),
+            code=phase_code(self.code_recipe, phase, self.accumulate),
             printed=fields.pop("printed", ""),
             loss=self.loss_value,
             params=tuple(self._param_states),
@@ -209,11 +225,13 @@ class Session:
         input, _ = self.setup.data.batch(iteration)
         self._forward_rng = torch.get_rng_state()
         captured: dict[str, tuple[str, torch.Tensor]] = {}
-        with _capture(self.setup.net, captured):
+        nonfinite: list[str] = []
+        with _capture(self.setup.net, captured, nonfinite):
             output = self.setup.net(input)
         self.output = output
         self.loss = None
         self.activations = {name: t for name, (_, t) in captured.items()}
+        self.nonfinite_modules = tuple(nonfinite)
         acts = tuple(
             Activation(name, kind, tuple(t.shape), summarize(t))
             for name, (kind, t) in captured.items()
@@ -228,13 +246,25 @@ class Session:
     def _loss(self, iteration: int) -> dict[str, Any]:
         assert self.setup is not None and self.output is not None
         _, target = self.setup.data.batch(iteration)
+        if isinstance(self.setup.criterion, nn.MSELoss) and self.output.shape != target.shape:
+            # MSELoss would broadcast with only a warning: a silent wrong loss is worse.
+            raise PhaseFailure(
+                f"MSELoss: output {list(self.output.shape)} vs target {list(target.shape)}"
+            )
         loss = self.setup.criterion(self.output, target)
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
             shape = list(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
             raise PhaseFailure(f"loss must be a scalar tensor, got {shape}")
         value = float(loss.item())
         if self.nan_guard and not math.isfinite(value):
-            raise PhaseFailure(f"loss is {value} (NaN guard): the step would poison every weight")
+            first = (
+                f"; first non-finite output: {self.nonfinite_modules[0]}"
+                if self.nonfinite_modules
+                else ""
+            )
+            raise PhaseFailure(
+                f"loss is {value} (NaN guard): the step would poison every weight{first}"
+            )
         self.loss = loss
         graph = walk_grad_fn(loss.grad_fn, {id(p): n for n, p in zip(self.names, self.params)})
         printed = [f"print(loss)\n{loss!r}"]
@@ -506,6 +536,7 @@ class Session:
         del self.records[cp.records :]
         self._param_states = list(self.records[-1].params) if self.records else []
         self.activations = dict(cp.activations)
+        self.nonfinite_modules = ()
         self.output = self.loss = None
         if recompute and cp.done in GRAPH_LIVE:
             self._rebuild_graph(cp)
@@ -517,7 +548,11 @@ class Session:
         assert self.setup is not None and cp.forward_rng is not None
         torch.set_rng_state(cp.forward_rng)
         input, target = self.setup.data.batch(cp.iteration)
-        self.output = self.setup.net(input)
+        nonfinite: list[str] = []
+        # Captured again only to know which module first went non-finite (the loss names it).
+        with _capture(self.setup.net, {}, nonfinite):
+            self.output = self.setup.net(input)
+        self.nonfinite_modules = tuple(nonfinite)
         if cp.done is not Phase.FORWARD:
             self.loss = self.setup.criterion(self.output, target)
         with torch.no_grad():  # the recomputed forward moved BatchNorm statistics again
@@ -545,19 +580,37 @@ def _keep(store: dict[int, torch.Tensor], i: int) -> Callable[[torch.Tensor], No
 
 
 @contextmanager
-def _capture(net: nn.Module, out: dict[str, tuple[str, torch.Tensor]]) -> Iterator[None]:
-    """Forward hooks on every submodule: its output, detached and cloned (in-place ops follow)."""
+def _capture(
+    net: nn.Module,
+    out: dict[str, tuple[str, torch.Tensor]],
+    nonfinite: list[str] | None = None,
+) -> Iterator[None]:
+    """Forward hooks on every submodule: its output, detached and cloned (in-place ops follow).
+
+    ``nonfinite`` collects, in the order modules return, those whose output holds NaN/Inf (a
+    module called twice counts at the call that went bad). An exception escaping a module
+    becomes a ``ModuleFailure`` naming the innermost module running (``engine.blame``).
+    """
     handles = []
     for name, module in net.named_modules():
         label = name or "output"
 
         def hook(mod: nn.Module, args: Any, result: Any, label: str = label) -> None:
             if isinstance(result, torch.Tensor):
-                out[label] = (type(mod).__name__, result.detach().clone())
+                kept = result.detach().clone()
+                out[label] = (type(mod).__name__, kept)
+                if (
+                    nonfinite is not None
+                    and kept.is_floating_point()
+                    and label not in nonfinite
+                    and not torch.isfinite(kept).all()
+                ):
+                    nonfinite.append(label)
 
         handles.append(module.register_forward_hook(hook))
     try:
-        yield
+        with blame_modules(net):
+            yield
     finally:
         for h in handles:
             h.remove()
@@ -566,6 +619,13 @@ def _capture(net: nn.Module, out: dict[str, tuple[str, torch.Tensor]]) -> Iterat
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return " ".join(text.split())
+
+
+def _message(exc: BaseException) -> str:
+    """The error line's text: our own failures speak for themselves, others carry their type."""
+    if isinstance(exc, (PhaseFailure, RecipeError, ModuleFailure)):
+        return _one_line(exc)
+    return f"{type(exc).__name__}: {_one_line(exc)}"
 
 
 def _with_diagnostics(record: PhaseRecord, diags: tuple[Diagnostic, ...]) -> PhaseRecord:

@@ -25,13 +25,58 @@ def _class_weight(ctx: click.Context, param: click.Parameter, values: tuple[str,
     return tuple(out)
 
 
+def _shape(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple | None:
+    """``8,3,32,32`` -> ``(8, 3, 32, 32)``; anything else is a one-line usage error."""
+    if value is None:
+        return None
+    try:
+        shape = tuple(int(part) for part in value.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(d < 1 for d in shape):
+        raise click.BadParameter(f"{value!r} is not a shape of positive sizes (e.g. 8,3,32,32)")
+    return shape
+
+
 def recipe_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The options that choose what is trained; shared by the app, ``trace`` and ``export``."""
     options = [
         click.option("--seed", type=int, default=0, show_default=True, help="torch.manual_seed."),
         click.option("--lr", type=float, default=0.01, show_default=True, help="Learning rate."),
         click.option("--accumulate", is_flag=True, help="Skip zero_grad: gradients accumulate."),
-        click.option("--loss", type=click.Choice(LOSSES), default="mse", show_default=True),
+        click.option(
+            "--model",
+            default="lenet",
+            show_default=True,
+            metavar="NAME|FILE.py:NAME|MODULE:NAME",
+            help="lenet, mlp, resnet, or your own nn.Module class / zero-argument function.",
+        ),
+        click.option(
+            "--input-shape",
+            "input_shape",
+            callback=_shape,
+            metavar="N,C,H,W",
+            help="Shape of the seeded random input (needed for your own model).",
+        ),
+        click.option(
+            "--num-classes",
+            "num_classes",
+            type=click.IntRange(min=1),
+            help="Class-index targets 0..C-1 (implies --loss cross-entropy unless given).",
+        ),
+        click.option(
+            "--target-shape",
+            "target_shape",
+            callback=_shape,
+            metavar="N,...",
+            help="Shape of the seeded random MSE target (default: the output's shape).",
+        ),
+        click.option(
+            "--loss",
+            type=click.Choice(LOSSES),
+            default=None,
+            help="Default: mse, or cross-entropy with --num-classes.",
+        ),
         click.option(
             "--class-weight",
             "class_weights",
@@ -87,18 +132,30 @@ def recipe_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def make_recipe(**kw: Any) -> Any:
-    from engine.recipe import Recipe
+    """The recipe of the options; a user model is imported and built once here, so a bad
+    ``--model`` is a one-line error (exit 2) before anything runs."""
+    from engine.recipe import MODELS, Recipe
 
-    return Recipe(
+    loss = kw["loss"] or ("cross-entropy" if kw["num_classes"] is not None else "mse")
+    recipe = Recipe(
         seed=kw["seed"],
         lr=kw["lr"],
-        loss=kw["loss"],
+        loss=loss,
         class_weights=kw["class_weights"],
         optimizer=kw["optimizer"],
         zero_grad=kw["zero_grad"],
         data=kw["data"],
         batch_size=kw["batch_size"],
+        model=kw["model"],
+        input_shape=kw["input_shape"],
+        num_classes=kw["num_classes"],
+        target_shape=kw["target_shape"],
     ).validate()
+    if recipe.model not in MODELS:
+        from engine.loader import check_model
+
+        check_model(recipe.model)
+    return recipe
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})

@@ -69,12 +69,14 @@ def run_trace(
     for _ in range(total):
         result = session.run_next()
         if isinstance(result, PhaseError):
+            # Everything printed so far stays, and comes out before the error line.
+            sys.stdout.flush()
             print(result.line(), file=sys.stderr)
             return 1
         if as_json:
             sys.stdout.write(record_to_line(result) + "\n")
         else:
-            text = explain(result.phase, recipe, accumulate, lang)
+            text = explain(result.phase, session.code_recipe, accumulate, lang)
             fresh = shown.get(result.phase.value) != text
             shown[result.phase.value] = text
             _render(console, result, text if fresh else None)

@@ -1,0 +1,86 @@
+"""Which module was running when a forward raised, and a one-line message that names it.
+
+PyTorch's own errors say what went wrong (``mat1 and mat2 shapes cannot be multiplied``) but not
+where. Forward pre-hooks push the module that starts running and forward hooks pop it when it
+returns, so when an exception escapes, the top of the stack is the innermost module that was
+still running: ``fc1 (Linear): input [1, 256] vs weight [120, 400]: mat1 and mat2 …``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .summary import shape_text
+
+
+class ModuleFailure(RuntimeError):
+    """An exception raised inside ``module``'s forward; ``original`` is what was raised."""
+
+    def __init__(self, message: str, original: BaseException, module: str) -> None:
+        super().__init__(message)
+        self.original = original
+        self.module = module
+
+
+def module_label(path: str, module: nn.Module) -> str:
+    """``layer1.0.conv1 (Conv2d)``; the root module has no path and is called ``net``."""
+    return f"{path or 'net'} ({type(module).__name__})"
+
+
+def _shapes(args: tuple[Any, ...]) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(a.shape) for a in args if isinstance(a, torch.Tensor))
+
+
+def describe(
+    path: str, module: nn.Module, shapes: tuple[tuple[int, ...], ...], exc: BaseException
+) -> str:
+    """One line: the module, the shapes it was given, its weight's shape, and the error."""
+    text = " ".join((str(exc).strip() or type(exc).__name__).split())
+    parts = [module_label(path, module)]
+    if shapes:
+        given = "input " + ", ".join(shape_text(s) for s in shapes)
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, torch.Tensor):
+            given += f" vs weight {shape_text(tuple(weight.shape))}"
+        parts.append(given)
+    # torch reports shape and dtype problems as RuntimeError; the type name adds nothing there.
+    parts.append(text if type(exc) is RuntimeError else f"{type(exc).__name__}: {text}")
+    return ": ".join(parts)
+
+
+@contextmanager
+def blame_modules(net: nn.Module) -> Iterator[None]:
+    """Inside this block, an exception escaping a module's forward becomes a ``ModuleFailure``."""
+    stack: list[tuple[str, nn.Module, tuple[tuple[int, ...], ...]]] = []
+    handles = []
+    for path, module in net.named_modules():
+
+        def pre(mod: nn.Module, args: tuple[Any, ...], path: str = path) -> None:
+            stack.append((path, mod, _shapes(args)))
+
+        def post(mod: nn.Module, args: tuple[Any, ...], result: Any) -> None:
+            # Pop up to and including this module: a child that raised inside a try/except of
+            # its parent never reached its own post hook and must not be blamed later.
+            while stack:
+                if stack.pop()[1] is mod:
+                    break
+
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post))
+    try:
+        yield
+    except ModuleFailure:
+        raise  # already located by an inner block
+    except Exception as exc:
+        if not stack:
+            raise
+        path, module, shapes = stack[-1]
+        raise ModuleFailure(describe(path, module, shapes, exc), exc, path) from exc
+    finally:
+        for h in handles:
+            h.remove()
