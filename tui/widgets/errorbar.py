@@ -11,8 +11,9 @@ from engine import Phase, PhaseError
 def failure_text(error: PhaseError, still_after: Phase | None) -> str:
     where = f"after {still_after.value}" if still_after else "before define"
     return (
-        f"✗ {error.phase.value} failed (iteration {error.iteration}): {error.type}: "
-        f"{error.message} — nothing changed, the loop is still {where}."
+        # The engine's message already names a foreign exception's type (``RuntimeError: …``).
+        f"✗ {error.phase.value} failed (iteration {error.iteration}): {error.message}"
+        f" — nothing changed, the loop is still {where}."
     )
 
 

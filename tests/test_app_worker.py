@@ -1,0 +1,152 @@
+"""The worker: keys never interleave with a running phase; failures show; resizing is safe."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+import tui.app
+from engine import Phase, Recipe
+from tui.app import NNTuiApp
+from tui.pilot import press, settle, steps
+from tui.widgets.errorbar import ErrorBar
+from tui.widgets.outputpane import OutputPane
+from tui.widgets.paramtable import ParamsTable
+
+SIZE = (120, 40)
+
+
+def make_app(**kw) -> NNTuiApp:
+    app = NNTuiApp(Recipe(seed=0), **kw)
+    app.animation_level = "none"
+    return app
+
+
+async def test_keys_pressed_while_a_phase_runs_queue_in_order() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        gate = threading.Event()
+        run_next = app.session.run_next
+        seen: list[int] = []
+
+        def held_run_next():
+            # Hold every phase until the test lets go: all keys arrive while one runs.
+            gate.wait(timeout=30)
+            seen.append(threading.get_ident())
+            return run_next()
+
+        app.session.run_next = held_run_next
+        for _ in range(6):
+            app.action_next()
+        app.action_rewind()
+        assert app.busy
+        assert len(app._pending) == 6  # one running, six waiting
+        gate.set()
+        await settle(pilot)
+        assert [r.phase for r in app.session.records] == [
+            Phase.DEFINE,
+            Phase.FORWARD,
+            Phase.LOSS,
+            Phase.ZERO_GRAD,
+            Phase.BACKWARD,
+        ]
+        assert app.session.done is Phase.BACKWARD
+        assert threading.get_ident() not in seen  # phases ran off the event loop
+        assert app.snapshot.done is Phase.BACKWARD
+        assert len(app.query_one(OutputPane).texts) == 5
+
+
+async def test_a_full_queue_refuses_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tui.app, "MAX_QUEUED", 2)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        gate = threading.Event()
+        run_next = app.session.run_next
+        app.session.run_next = lambda: (gate.wait(timeout=30), run_next())[1]
+        accepted = [app.request(tui.app.Request(tui.app.Action.NEXT)) for _ in range(6)]
+        assert accepted == [True, True, True, False, False, False]
+        gate.set()
+        await settle(pilot)
+        assert [r.phase for r in app.session.records] == [
+            Phase.DEFINE,
+            Phase.FORWARD,
+            Phase.LOSS,
+        ]
+
+
+async def test_a_failing_phase_shows_and_the_session_stays_before_it() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, *steps(2))  # define, forward
+        criterion = app.session.setup.criterion
+
+        def broken(output, target):
+            raise RuntimeError("The size of tensor a (10) must match the size of tensor b (3)")
+
+        app.session.setup.criterion = broken
+        params = [app.session.tensor(n) for n in app.session.names]
+        await press(pilot, "space")
+        bar = app.query_one(ErrorBar)
+        assert bar.has_class("-shown") and bar.display
+        assert bar.message.startswith("✗ loss failed (iteration 1): RuntimeError: The size")
+        assert "the loop is still after forward" in bar.message
+        assert app.session.done is Phase.FORWARD
+        assert len(app.session.records) == 2
+        assert all(torch.equal(p, app.session.tensor(n)) for n, p in zip(app.session.names, params))
+        # The app keeps running: selecting and flipping still work, the error stays up.
+        await press(pilot, "g")
+        assert bar.has_class("-shown")
+        app.session.setup.criterion = criterion
+        await press(pilot, "space")
+        assert not bar.has_class("-shown")
+        assert app.session.done is Phase.LOSS
+
+
+async def test_a_nan_loss_is_refused_by_the_nan_guard() -> None:
+    # lr=1e38: the first step leaves huge but finite weights; the next loss is NaN.
+    app = NNTuiApp(Recipe(seed=0, lr=1e38))
+    app.animation_level = "none"
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, *steps(7))  # through iteration 2's forward
+        assert app.query_one(ErrorBar).message == ""
+        await press(pilot, "space")
+        message = app.query_one(ErrorBar).message
+        assert message.startswith("✗ loss failed (iteration 2): loss is nan (NaN guard)")
+        assert message.endswith("the loop is still after forward.")
+        assert app.session.done is Phase.FORWARD and app.session.iteration == 2
+        assert "NaN" not in app.query_one(ParamsTable).cell_text("fc1.weight", "data")
+
+
+async def test_an_internal_error_in_the_worker_is_shown_not_fatal() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, "space")
+
+        def crash(n: int = 1) -> int:
+            raise ValueError("history corrupted")
+
+        app.session.rewind = crash
+        await press(pilot, "left")
+        assert app.query_one(ErrorBar).message == "✗ internal error: ValueError: history corrupted"
+        assert app.is_running and not app.busy
+        await press(pilot, "space")
+        assert app.session.done is Phase.FORWARD
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (160, 50)])
+async def test_sizes_and_resizing_never_crash(size: tuple[int, int]) -> None:
+    app = make_app()
+    async with app.run_test(size=size) as pilot:
+        await press(pilot, *steps(5))
+        narrow = size[0] < 100
+        assert app.screen.has_class("-narrow") is narrow
+        for w, h in ((60, 16), (200, 60), (80, 24), (30, 10), size):
+            await pilot.resize_terminal(w, h)
+            await pilot.pause()
+        await press(pilot, "space", "left", "space")
+        assert app.session.done is Phase.STEP
+        assert app.screen.has_class("-narrow") is narrow
