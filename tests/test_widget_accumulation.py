@@ -1,0 +1,169 @@
+"""AccumulationPane: before + fresh = after without zero_grad, norm growth, loss curve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.optim as optim
+from textual.app import App, ComposeResult
+
+from engine import Phase, PhaseError, Session
+from tui.widgets.accumulation import AccumulationPane, accumulation_view, value
+
+STYLES = Path(__file__).resolve().parents[1] / "tui" / "styles" / "accumulation.tcss"
+SIZE = (100, 34)
+
+
+class PaneApp(App):
+    CSS_PATH = STYLES
+
+    def compose(self) -> ComposeResult:
+        yield AccumulationPane()
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(400, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), (2, 2))
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+def plain_torch_two_backwards() -> dict[str, torch.Tensor | list[float]]:
+    """The tutorial loop in plain PyTorch with zero_grad left out, for two iterations."""
+    torch.manual_seed(0)
+    net = Net()
+    input = torch.randn(1, 1, 32, 32)
+    target = torch.randn(10).view(1, -1)
+    criterion = nn.MSELoss()
+    optimizer = optim.SGD(net.parameters(), lr=0.01)
+    bias = net.conv1.bias
+    losses = []
+    loss = criterion(net(input), target)
+    losses.append(loss.item())
+    loss.backward()
+    first = bias.grad.clone()
+    optimizer.step()
+    loss = criterion(net(input), target)
+    losses.append(loss.item())
+    # This backward's own contribution, before it is added into .grad.
+    fresh = torch.autograd.grad(loss, bias, retain_graph=True)[0]
+    loss.backward()
+    return {"first": first, "fresh": fresh, "after": bias.grad.clone(), "losses": losses}
+
+
+def run_phases(session: Session, n: int) -> None:
+    for _ in range(n):
+        result = session.run_next()
+        assert not isinstance(result, PhaseError), result
+
+
+def pane_text(pane: AccumulationPane) -> str:
+    return (
+        str(pane.query_one("#accum-header").render())
+        + "\n"
+        + "\n".join(
+            pane.query_one("#accum-values").render_line(y).text
+            for y in range(pane.query_one("#accum-values").size.height)
+        )
+    )
+
+
+async def test_two_backwards_without_zero_grad_add_up() -> None:
+    session = Session(accumulate=True)
+    run_phases(session, 10)  # define, (forward loss zero_grad↷ backward step) ×1, …, backward
+    assert session.records[-1].phase is Phase.BACKWARD
+    torch_ref = plain_torch_two_backwards()
+    async with PaneApp().run_test(size=SIZE) as pilot:
+        pane = pilot.app.query_one(AccumulationPane)
+        pane.update_from(session.records, "conv1.bias")
+        await pilot.pause()
+        view = pane.view
+        change = view.change
+        assert view.param == "conv1.bias" and view.backwards == 2
+        assert change is not None and change.accumulated and change.exact
+        assert change.before is not None and change.fresh is not None and change.after is not None
+        assert list(change.before.head) == torch_ref["first"].tolist()
+        assert list(change.fresh.head) == torch_ref["fresh"].tolist()
+        assert list(change.after.head) == torch_ref["after"].tolist()
+        assert torch.equal(torch_ref["after"], torch_ref["first"] + torch_ref["fresh"])
+        # The norm series: one point per backward call, growing without zero_grad.
+        norms = [p.after_norm for p in view.series]
+        assert norms == pytest.approx(
+            [torch_ref["first"].norm().item(), torch_ref["after"].norm().item()], rel=1e-6
+        )
+        assert len(norms) == 2 and norms[1] > norms[0]
+        assert [p.since_zero_grad for p in view.series] == [1, 2]
+        assert [v for _, v in view.losses] == pytest.approx(torch_ref["losses"], rel=1e-6)
+        # And on screen.
+        text = pane_text(pane)
+        assert "2 backwards since the last zero_grad" in text
+        assert "after = before + fresh ✓" in text
+        assert value(change.after.head[0]) in text and value(change.before.head[0]) in text
+        plot = pane.query_one("#accum-norm-plot")
+        plot_text = "\n".join(plot.render_line(y).text for y in range(plot.size.height))
+        assert "‖conv1.bias.grad‖ per backward" in plot_text and "after" in plot_text
+
+
+async def test_first_backward_stores_fresh_and_zero_grad_resets() -> None:
+    session = Session()  # normal loop: zero_grad() sets grads to None
+    async with PaneApp().run_test(size=SIZE) as pilot:
+        pane = pilot.app.query_one(AccumulationPane)
+        run_phases(session, 5)  # … backward
+        pane.update_from(session.records)
+        await pilot.pause()
+        assert pane.view.param == "conv1.bias"  # the tutorial's default
+        assert pane.view.change is not None and not pane.view.change.accumulated
+        assert pane.view.change.before is None
+        assert "after = fresh ✓" in pane_text(pane)
+        run_phases(session, 3)  # step, forward, loss
+        run_phases(session, 1)  # zero_grad
+        pane.update_from(session.records)
+        await pilot.pause()
+        assert pane.view.grad_now is None and pane.view.backwards == 0
+        assert "set .grad to None" in pane_text(pane)
+        run_phases(session, 1)  # backward
+        pane.update_from(session.records)
+        await pilot.pause()
+        # With zero_grad in between the norms do not pile up: each backward starts afresh.
+        assert [p.since_zero_grad for p in pane.view.series] == [1, 1]
+        assert not pane.view.change.accumulated
+
+
+async def test_empty_log_param_without_grad_and_rewind() -> None:
+    session = Session(accumulate=True)
+    async with PaneApp().run_test(size=SIZE) as pilot:
+        pane = pilot.app.query_one(AccumulationPane)
+        pane.update_from([])
+        await pilot.pause()
+        assert pane.view.param is None and pane.view.series == ()
+        assert "no parameters yet" in pane_text(pane)
+        run_phases(session, 1)  # define: grads are None
+        pane.update_from(session.records, "fc3.weight")
+        await pilot.pause()
+        assert pane.view.param == "fc3.weight" and pane.view.grad_now is None
+        assert "no backward yet" in pane_text(pane)
+        run_phases(session, 9)
+        pane.update_from(session.records)
+        await pilot.pause()
+        assert len(pane.view.series) == 2
+        # Rewind past the second backward: the pane is recomputed from the trimmed log.
+        assert session.rewind(5) == 5
+        pane.update_from(session.records)
+        await pilot.pause()
+        assert len(pane.view.series) == 1 and pane.view.backwards == 1
+        assert [i for i, _ in pane.view.losses] == [1]
+        # An unknown name falls back to the default rather than failing.
+        assert accumulation_view(session.records, "nope").param == "conv1.bias"

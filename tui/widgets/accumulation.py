@@ -1,0 +1,262 @@
+"""AccumulationPane: what ``backward`` added into one parameter's ``.grad``, and its history.
+
+Everything is recomputed from the records passed in (:func:`accumulation_view`), so a rewind
+that trims the log is reflected without any state kept here. The pane shows:
+
+- grad before this backward, this backward's contribution, grad after (first values and
+  norms) and whether PyTorch's sum was bit-exact (``GradChange.exact``, a ``torch.equal``);
+- how many backwards have been added up since the last ``zero_grad``;
+- a plot of the grad norm over backward calls (a staircase when ``zero_grad`` is skipped) and
+  the loss over iterations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Static
+from textual_plotext import PlotextPlot
+
+from engine.phases import Phase
+from engine.records import GradChange, PhaseRecord
+from engine.summary import TensorSummary, fmt
+
+DEFAULT_PARAM = "conv1.bias"  # the parameter the tutorial prints around backward
+
+
+@dataclass(frozen=True)
+class BackwardPoint:
+    """One backward call in the log, for the selected parameter."""
+
+    call: int  # 1-based count of backward calls in the log
+    iteration: int
+    since_zero_grad: int  # backwards added into .grad since the last zero_grad, this included
+    after_norm: float | None  # None: the parameter got no grad
+    fresh_norm: float | None
+
+
+@dataclass(frozen=True)
+class AccumulationView:
+    """What the pane shows, as plain data (tests and the app can read it too)."""
+
+    param: str | None  # None: no parameters yet (no define in the log)
+    change: GradChange | None  # the latest backward's change of ``param``
+    change_iteration: int | None
+    backwards: int  # since the last zero_grad, as of the latest record
+    grad_now: TensorSummary | None  # ``param.grad`` after the latest record
+    zeroed_after: str | None  # "none"/"zeros": a zero_grad ran after the latest backward
+    series: tuple[BackwardPoint, ...]
+    losses: tuple[tuple[int, float], ...]  # (iteration, loss), one per iteration
+
+
+def pick_param(records: Sequence[PhaseRecord], param: str | None) -> str | None:
+    names = [p.name for p in records[-1].params] if records else []
+    if param in names:
+        return param
+    if DEFAULT_PARAM in names:
+        return DEFAULT_PARAM
+    return names[0] if names else None
+
+
+def accumulation_view(records: Sequence[PhaseRecord], param: str | None = None) -> AccumulationView:
+    """Derive the pane's content from a records log (any prefix of a session's log)."""
+    name = pick_param(records, param)
+    change: GradChange | None = None
+    change_iteration: int | None = None
+    zeroed_after: str | None = None
+    series: list[BackwardPoint] = []
+    losses: dict[int, float] = {}
+    for record in records:
+        if record.phase is Phase.LOSS and record.loss is not None:
+            losses[record.iteration] = record.loss  # a later loss of the same iteration wins
+        elif record.phase is Phase.ZERO_GRAD and not record.skipped:
+            zeroed_after = record.zero_grad_mode
+        elif record.phase is Phase.BACKWARD:
+            found = next((c for c in record.grad_changes if c.name == name), None)
+            change, change_iteration, zeroed_after = found, record.iteration, None
+            series.append(
+                BackwardPoint(
+                    call=len(series) + 1,
+                    iteration=record.iteration,
+                    since_zero_grad=record.backwards,
+                    after_norm=None if found is None or found.after is None else found.after.norm,
+                    fresh_norm=None if found is None or found.fresh is None else found.fresh.norm,
+                )
+            )
+    state = records[-1].param(name) if records and name else None
+    return AccumulationView(
+        param=name,
+        change=change,
+        change_iteration=change_iteration,
+        backwards=records[-1].backwards if records else 0,
+        grad_now=None if state is None else state.grad,
+        zeroed_after=zeroed_after,
+        series=tuple(series),
+        losses=tuple(sorted(losses.items())),
+    )
+
+
+# ----------------------------------------------------------------------------- text
+
+
+def value(x: float) -> str:
+    """Fixed width, full sign and 5 significant digits: enough to see a sum add up."""
+    return f"{x:+.4e}"
+
+
+def header_text(view: AccumulationView) -> Text:
+    text = Text()
+    if view.param is None:
+        text.append("no parameters yet: run define", style="dim")
+        return text
+    text.append(view.param, style="bold")
+    text.append(".grad  ")
+    n = view.backwards
+    style = "bold yellow" if n > 1 else ""
+    text.append(f"{n} backward{'s' if n != 1 else ''} since the last zero_grad", style=style)
+    if n > 1:
+        text.append(" (accumulating)", style="yellow")
+    return text
+
+
+def values_table(change: GradChange) -> Table:
+    table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
+    table.add_column("", style="dim", justify="right")
+    table.add_column("before", justify="right")
+    table.add_column("+ fresh", justify="right")
+    table.add_column("= after", justify="right")
+    cols = (change.before, change.fresh, change.after)
+    rows = max((len(s.head) for s in cols if s is not None), default=0)
+    for i in range(rows):
+        cells = [value(s.head[i]) if s is not None and i < len(s.head) else "None" for s in cols]
+        table.add_row(Text(f"[{i}]"), *cells)  # Text: "[0]" must not be read as markup
+    norms = [fmt(s.norm) if s is not None else "None" for s in cols]
+    table.add_row(Text("‖·‖"), *norms, style="bold")
+    return table
+
+
+def check_text(change: GradChange) -> Text:
+    """The claim PyTorch makes about accumulation, and whether it held bit for bit."""
+    if change.fresh is None:
+        if change.after is None:
+            return Text("no grad flowed into this parameter (it is not in the loss's graph)")
+        return Text("no grad flowed here this backward: after = before", style="dim")
+    if not change.accumulated:
+        claim, why = "after = fresh", "  (.grad was None, so backward stored it)"
+    else:
+        claim, why = "after = before + fresh", "  (backward adds into .grad)"
+    if change.exact:
+        text = Text(f"{claim} ✓", style="bold green")
+    else:
+        text = Text(f"{claim} ✗ (not bit-equal)", style="bold red")
+    text.append(why, style="dim")
+    return text
+
+
+def body(view: AccumulationView) -> Group | Text:
+    if view.param is None:
+        return Text("")
+    parts: list[Text | Table] = []
+    if view.change is None:
+        parts.append(Text("no backward yet: .grad is None until the first loss.backward()"))
+    else:
+        change = view.change
+        parts.append(Text(f"last backward (iteration {view.change_iteration})", style="dim"))
+        if change.after is None:
+            parts.append(check_text(change))
+        else:
+            parts.append(values_table(change))
+            shown = change.after
+            if shown.numel > len(shown.head):
+                parts.append(Text(f"first {len(shown.head)} of {shown.numel} values", style="dim"))
+            parts.append(check_text(change))
+    if view.change is None:
+        pass  # a zero_grad before any backward changed nothing worth a line
+    elif view.zeroed_after == "none":
+        parts.append(Text("since then zero_grad() set .grad to None", style="cyan"))
+    elif view.zeroed_after == "zeros":
+        parts.append(
+            Text("since then zero_grad(set_to_none=False) filled .grad with 0", style="cyan")
+        )
+    return Group(*parts)
+
+
+# ----------------------------------------------------------------------------- widget
+
+
+class AccumulationPane(Vertical):
+    """Grad before/fresh/after for one parameter, plus grad-norm and loss plots."""
+
+    def __init__(
+        self, *, id: str | None = None, classes: str | None = None, name: str | None = None
+    ) -> None:
+        super().__init__(id=id, classes=classes, name=name)
+        self.view: AccumulationView = accumulation_view(())
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="accum-header", classes="accum-header", markup=False)
+        yield Static("", id="accum-values", classes="accum-values", markup=False)
+        with Horizontal(id="accum-plots", classes="accum-plots"):
+            yield PlotextPlot(id="accum-norm-plot", classes="accum-plot")
+            yield PlotextPlot(id="accum-loss-plot", classes="accum-plot")
+
+    def on_mount(self) -> None:
+        self._render_view()
+
+    def update_from(self, records: Sequence[PhaseRecord], param: str | None = None) -> None:
+        """Recompute from ``records`` (the whole current log) for ``param`` (default
+        ``conv1.bias``, else the first parameter)."""
+        self.view = accumulation_view(records, param)
+        self._render_view()
+
+    def _render_view(self) -> None:
+        view = self.view
+        self.query_one("#accum-header", Static).update(header_text(view))
+        self.query_one("#accum-values", Static).update(body(view))
+        self._plot_norms(view)
+        self._plot_losses(view)
+
+    def _plot_norms(self, view: AccumulationView) -> None:
+        widget = self.query_one("#accum-norm-plot", PlotextPlot)
+        plt = widget.plt
+        plt.clear_data()
+        plt.clear_figure()
+        points = [p for p in view.series if p.after_norm is not None]
+        name = view.param or "param"
+        if not points:
+            plt.title(f"‖{name}.grad‖: no backward yet")
+        else:
+            calls = [p.call for p in points]
+            plt.plot(calls, [p.after_norm for p in points], marker="braille", label="after")
+            fresh = [p for p in points if p.fresh_norm is not None]
+            plt.plot(
+                [p.call for p in fresh],
+                [p.fresh_norm for p in fresh],
+                marker="braille",
+                label="fresh",
+            )
+            plt.title(f"‖{name}.grad‖ per backward")
+            plt.xticks(calls if len(calls) <= 10 else None)
+        plt.xlabel("backward call")
+        widget.refresh()
+
+    def _plot_losses(self, view: AccumulationView) -> None:
+        widget = self.query_one("#accum-loss-plot", PlotextPlot)
+        plt = widget.plt
+        plt.clear_data()
+        plt.clear_figure()
+        if not view.losses:
+            plt.title("loss: none yet")
+        else:
+            iterations = [i for i, _ in view.losses]
+            plt.plot(iterations, [v for _, v in view.losses], marker="braille")
+            plt.title(f"loss {fmt(view.losses[-1][1])}")
+            plt.xticks(iterations if len(iterations) <= 10 else None)
+        plt.xlabel("iteration")
+        widget.refresh()
