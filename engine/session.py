@@ -153,8 +153,11 @@ class Session:
             record = self._run(phase, iteration)
         # User model code can raise anything; this is the one place it is caught and reported.
         except Exception as exc:  # noqa: BLE001
-            self._restore(self.history.current, recompute=False)
-            self.output, self.loss, self.activations, self.nonfinite_modules = live
+            # A backward that raised may have freed part of its graph: rebuild it instead.
+            rebuild = phase is Phase.BACKWARD
+            self._restore(self.history.current, recompute=rebuild)
+            if not rebuild:
+                self.output, self.loss, self.activations, self.nonfinite_modules = live
             original = exc.original if isinstance(exc, ModuleFailure) else exc
             return PhaseError(phase, iteration, type(original).__name__, _message(exc))
         self.records.append(record)
@@ -515,11 +518,13 @@ class Session:
         net = self.setup.net
         with torch.no_grad():
             for p, saved in zip(self.params, cp.params):
-                p.copy_(saved)
+                # copy_ bumps the version counter even for equal values, and a live graph that
+                # saved p (kept when a later phase fails) would then refuse to backward.
+                if not torch.equal(p, saved):
+                    p.copy_(saved)
             for p, g in zip(self.params, cp.grads):
                 p.grad = None if g is None else g.clone()
-            for b, saved in zip(net.buffers(), cp.buffers):
-                b.copy_(saved)
+        _replace_buffers(net, cp.buffers)
         state = self.setup.optimizer.state
         state.clear()
         for p, saved_state in zip(self.params, cp.opt_state):
@@ -555,9 +560,9 @@ class Session:
         self.nonfinite_modules = tuple(nonfinite)
         if cp.done is not Phase.FORWARD:
             self.loss = self.setup.criterion(self.output, target)
-        with torch.no_grad():  # the recomputed forward moved BatchNorm statistics again
-            for b, saved in zip(self.setup.net.buffers(), cp.buffers):
-                b.copy_(saved)
+        # The recomputed forward moved BatchNorm statistics again; the new graph saved the
+        # moved tensors, so they are replaced, not overwritten in place.
+        _replace_buffers(self.setup.net, cp.buffers)
 
     # ------------------------------------------------------------------ queries
     def tensor(self, name: str, which: str = "data") -> torch.Tensor | None:
@@ -570,6 +575,20 @@ class Session:
         p = self.param(name)
         t = p.grad if which == "grad" else p
         return None if t is None else t.detach().clone()
+
+
+def _replace_buffers(net: nn.Module, saved: tuple[torch.Tensor, ...]) -> None:
+    """Put ``saved`` (in ``net.buffers()`` order) back as new tensors, never in place.
+
+    BatchNorm's backward node saves ``running_mean``/``running_var``; writing into them would
+    bump their version and a later backward through that graph would fail. A buffer shared
+    by two modules stays shared.
+    """
+    new = {id(b): s.clone() for b, s in zip(net.buffers(), saved)}
+    for module in net.modules():
+        for name, b in module._buffers.items():
+            if b is not None and id(b) in new:
+                module._buffers[name] = new[id(b)]
 
 
 def _keep(store: dict[int, torch.Tensor], i: int) -> Callable[[torch.Tensor], None]:
