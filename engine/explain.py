@@ -425,13 +425,25 @@ _STATE = {
 }
 _FIRST_STEP_EN = {
     "momentum": "On the first step buf = grad, so it moves like plain SGD; later steps add the old direction.",
-    "adam": "On the first step every weight with a gradient moves by almost exactly lr.",
-    "rmsprop": "square_avg starts at 0, so the first step moves weights by about 10·lr.",
+    "adam": (
+        "On the first step every weight moves by almost exactly lr, unless its gradient is "
+        "tiny next to eps (1e-8)."
+    ),
+    "rmsprop": (
+        "square_avg starts at 0, so the first step moves weights by about 10·lr (less where "
+        "the gradient is tiny next to eps)."
+    ),
 }
 _FIRST_STEP_KO = {
     "momentum": "첫 step에서는 buf = grad라서 plain SGD와 같이 움직이고, 그 뒤로는 이전 방향이 더해진다.",
-    "adam": "첫 step에서는 변화도가 있는 가중치가 모두 거의 정확히 lr만큼 움직인다.",
-    "rmsprop": "square_avg가 0에서 시작하므로 첫 step에서는 가중치가 약 10·lr만큼 움직인다.",
+    "adam": (
+        "첫 step에서는 가중치가 모두 거의 정확히 lr만큼 움직인다 (변화도가 eps(1e-8)에 비해 "
+        "아주 작은 가중치는 빼고)."
+    ),
+    "rmsprop": (
+        "square_avg가 0에서 시작하므로 첫 step에서는 가중치가 약 10·lr만큼 움직인다 (변화도가 "
+        "eps에 비해 아주 작으면 덜 움직인다)."
+    ),
 }
 
 
