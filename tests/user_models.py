@@ -1,0 +1,260 @@
+"""Tiny models as a user would write them, for ``--model tests/user_models.py:NAME``.
+
+Each exists to trigger one diagnostic or one failure; ``Healthy`` triggers none. Input: a batch
+of 6 features (``--input-shape 4,6``) unless a docstring says otherwise.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Healthy(nn.Module):
+    """Nested modules (``body.0``) and an ``nn.ReLU``: nothing to report."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def make_healthy() -> nn.Module:
+    """The same model from a zero-argument function."""
+    return Healthy()
+
+
+class Unused(nn.Module):
+    """``spare`` is never called in forward: its grads stay None."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 3)
+        self.spare = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+class Frozen(nn.Module):
+    """A frozen first layer, as when fine-tuning."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Linear(6, 8)
+        self.head = nn.Linear(8, 3)
+        for p in self.features.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.features(x)))
+
+
+class Tied(nn.Module):
+    """An autoencoder whose decoder reuses the encoder's weight tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Linear(6, 6)
+        self.decoder = nn.Linear(6, 6)
+        self.decoder.weight = self.encoder.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(torch.tanh(self.encoder(x)))
+
+
+class Log(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(x)
+
+
+class NaNMiddle(nn.Module):
+    """``bad`` takes the log of negative numbers. ``act`` is one ReLU module used twice, the
+    second time after the NaN appeared: the first module to go bad is ``bad``, not ``act``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(6, 8)
+        self.act = nn.ReLU()
+        self.bad = Log()
+        self.fc2 = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.fc1(x))
+        h = self.bad(h - 10.0)
+        return self.fc2(self.act(h))
+
+
+class NaNGrad(nn.Module):
+    """A finite forward whose backward is 0·∞ = NaN for ``s``: d sqrt(s)/ds at s = 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 3)
+        self.s = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) + torch.sqrt(self.s) * 0.0
+
+
+class Tiny(nn.Module):
+    """Scales its output by ``scale``: a small one shrinks every gradient, a big one blows
+    them up."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 3)
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) * self.scale
+
+
+def vanishing() -> nn.Module:
+    return Tiny(1e-8)
+
+
+def exploding() -> nn.Module:
+    return Tiny(1e4)
+
+
+class DeadReLU(nn.Module):
+    """A bias of -100 before the ReLU: every unit is 0 for every sample."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(6, 8)
+        self.relu = nn.ReLU()
+        self.fc2 = nn.Linear(8, 3)
+        with torch.no_grad():
+            self.fc1.bias.fill_(-100.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.relu(self.fc1(x)))
+
+
+class FunctionalReLU(nn.Module):
+    """Dead the same way, but through ``F.relu``: no module to hook, so no ``dead_relu``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(6, 8)
+        self.fc2 = nn.Linear(8, 3)
+        with torch.no_grad():
+            self.fc1.bias.fill_(-100.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.relu(self.fc1(x)))
+
+
+class WrongSize(nn.Module):
+    """The tutorial's mistake: ``fc1`` expects 400 features, the input has 256."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(400, 120)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc1(torch.flatten(x, 1))
+
+
+class Boom(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise ValueError("boom in user code")
+
+
+class RaisesInBlock(nn.Module):
+    """User code that raises inside a nested module: the error names ``block (Boom)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+        self.block = Boom()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(self.fc(x))
+
+
+class _FailingBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        raise ValueError("custom backward refuses")
+
+
+class BadBackward(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _FailingBackward.apply(self.fc(x))
+
+
+class NoParams(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class NotAModule:
+    """A class, but not an nn.Module."""
+
+
+def returns_int() -> int:
+    return 3
+
+
+def raises() -> nn.Module:
+    raise RuntimeError("factory failed on purpose")
+
+
+INSTANCE = Healthy()
+
+
+class BatchNormNet(nn.Module):
+    """BatchNorm buffers and dropout's RNG: a dry forward must leave both as they were."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(6, 8)
+        self.bn = nn.BatchNorm1d(8)
+        self.relu = nn.ReLU()
+        self.drop = nn.Dropout(0.25)
+        self.fc2 = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.drop(self.relu(self.bn(self.fc1(x)))))
+
+
+class _FlakyBackward(torch.autograd.Function):
+    failures_left = 1  # the first backward through it raises, later ones work
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        if _FlakyBackward.failures_left:
+            _FlakyBackward.failures_left -= 1
+            raise ValueError("flaky backward")
+        return grad
+
+
+class FlakyBackward(nn.Module):
+    """BatchNorm, then a backward that fails once: retrying must work and match PyTorch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 4)
+        self.bn = nn.BatchNorm1d(4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(_FlakyBackward.apply(self.bn(self.fc(x))))
