@@ -222,7 +222,7 @@ class BatchNormNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(6, 8)
+        self.fc1 = nn.Linear(6, 8, bias=False)  # BatchNorm subtracts the mean: no bias
         self.bn = nn.BatchNorm1d(8)
         self.relu = nn.ReLU()
         self.drop = nn.Dropout(0.25)
@@ -258,3 +258,17 @@ class FlakyBackward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(_FlakyBackward.apply(self.bn(self.fc(x))))
+
+
+class BiasBeforeBatchNorm(nn.Module):
+    """A bias right before BatchNorm does nothing: BatchNorm subtracts the batch mean, so the
+    bias's gradient is zero up to rounding and it shows as ``vanishing``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(6, 8)
+        self.bn = nn.BatchNorm1d(8)
+        self.fc2 = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.tanh(self.bn(self.fc1(x))))
