@@ -272,3 +272,6 @@ class BiasBeforeBatchNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(torch.tanh(self.bn(self.fc1(x))))
+
+
+USER_CONSTANT = "not a model"
