@@ -162,6 +162,7 @@ class DigitsReport:
     seen: int  # images over every forward so far (rewound forwards do not count)
     seen_correct: int
     recent: int  # images over the last ``RECENT`` batches
+    recent_batches: int  # how many batches that is (fewer early on)
     recent_correct: int
 
     @property
@@ -204,7 +205,8 @@ def batch_report(session: Session) -> DigitsReport | None:
         return total, right
 
     seen, seen_correct = hits(forwards)
-    recent, recent_correct = hits(forwards[-RECENT:])
+    recent_forwards = forwards[-RECENT:]
+    recent, recent_correct = hits(recent_forwards)
     return DigitsReport(
         iteration=last.iteration,
         epoch=epoch,
@@ -216,5 +218,6 @@ def batch_report(session: Session) -> DigitsReport | None:
         seen=seen,
         seen_correct=seen_correct,
         recent=recent,
+        recent_batches=len(recent_forwards),
         recent_correct=recent_correct,
     )

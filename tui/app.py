@@ -18,11 +18,16 @@ from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from engine import DEFAULT_BUDGET_BYTES, GradGraph, Phase, PhaseRecord, Recipe, Session
+from engine.export import export_script
+from engine.recipe import RecipeError
 
+from .commands import RecipeCommands
 from .screens.help import HelpScreen
 from .stepper import Action, Request, Snapshot, perform
 from .widgets.codepane import CodePane
+from .widgets.digitspane import DigitsPane
 from .widgets.errorbar import ErrorBar
+from .widgets.explainpane import ExplainPane
 from .widgets.heatmap import TensorView
 from .widgets.outputpane import OutputPane
 from .widgets.paramtable import ParamsTable
@@ -60,6 +65,9 @@ def current_graph(records: tuple[PhaseRecord, ...]) -> GradGraph | None:
 class NNTuiApp(App[None]):
     CSS_PATH = ["styles/app.tcss", "styles/heatmap.tcss"]
     TITLE = "nntui"
+    # Recipe switching (loss, optimizer, zero_grad, data, …), language, export: tui/commands.py.
+    COMMANDS = App.COMMANDS | {RecipeCommands}
+    EXPORT_PATH = "nntui_export.py"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
 
@@ -92,6 +100,22 @@ class NNTuiApp(App[None]):
         Binding("r", "reset", "Reset", tooltip="Back to before define", id="reset"),
         Binding("tab", "focus_next", "Pane", tooltip="Move to the next pane", id="pane"),
         Binding("shift+tab", "focus_previous", "Pane", show=False, id="pane-back"),
+        Binding(
+            "x",
+            "explain",
+            "Explain",
+            tooltip="Show or hide what each phase does, why, what to look at",
+            id="explain",
+            show=False,
+        ),
+        Binding(
+            "e",
+            "export",
+            "Export",
+            tooltip="Write this recipe as a plain PyTorch script",
+            id="export",
+            show=False,
+        ),
         Binding("question_mark", "help", "Help", tooltip="Phases and keys", id="help"),
         Binding("q", "quit", "Quit", tooltip="Leave nntui", id="quit"),
     ]
@@ -108,8 +132,11 @@ class NNTuiApp(App[None]):
         *,
         accumulate: bool = False,
         history_bytes: int = DEFAULT_BUDGET_BYTES,
+        lang: str = "en",
     ) -> None:
         super().__init__()
+        self.lang = lang
+        self._digits_tab = False
         self.session = Session(recipe, accumulate=accumulate, history_bytes=history_bytes)
         self.selected: str | None = None
         self.which = "data"
@@ -125,6 +152,7 @@ class NNTuiApp(App[None]):
             with Vertical(id="left"):
                 yield CodePane(id="code")
                 yield OutputPane(id="output")
+                yield ExplainPane(id="explain")
             with Vertical(id="right"):
                 yield ParamsTable(id="params")
                 with TabbedContent(id="views"):  # noqa: SIM117 - one TabPane per view
@@ -136,6 +164,7 @@ class NNTuiApp(App[None]):
     def on_mount(self) -> None:
         self.query_one("#code").border_title = "code"
         self.query_one("#output").border_title = "output"
+        self.query_one("#explain").border_title = "explain"
         self.query_one("#params").border_title = "parameters"
         self.query_one("#params").focus()
         self.request(Request(Action.LOOK))
@@ -197,6 +226,7 @@ class NNTuiApp(App[None]):
         self.query_one(CodePane).show(snap.listing, snap.done, snap.next_phase, snap.accumulate)
         self.query_one(OutputPane).sync(snap.records, snap.watch)
         self.query_one(ParamsTable).show(snap.last, snap.selected)
+        self._show_recipe_panes(snap)
         error_bar = self.query_one(ErrorBar)
         if snap.error is not None:
             error_bar.show_error(snap.error, snap.done)
@@ -271,3 +301,72 @@ class NNTuiApp(App[None]):
 
     def on_params_table_selected(self, message: ParamsTable.Selected) -> None:
         self.request(Request(Action.SELECT, message.name))
+
+    # ------------------------------------------------------------------ recipes (issue 4)
+    @property
+    def current_recipe(self) -> Recipe:
+        snap = self.snapshot
+        return snap.recipe if snap is not None and snap.recipe is not None else Recipe()
+
+    def switch_recipe(self, recipe: Recipe) -> None:
+        """Reset the loop to ``recipe`` (from the command palette)."""
+        try:
+            recipe.validate()
+        except RecipeError as exc:
+            self.query_one(ErrorBar).show_text(f"✗ {exc}")
+            return
+        if self.request(Request(Action.RESET, recipe=recipe)):
+            self.notify("Recipe switched: press space to run define", timeout=3)
+
+    def set_lang(self, lang: str) -> None:
+        self.lang = lang
+        self.query_one(ExplainPane).add_class("-shown")
+        if self.snapshot is not None:
+            self._show_recipe_panes(self.snapshot)
+
+    def action_explain(self) -> None:
+        self.query_one(ExplainPane).toggle_class("-shown")
+
+    def action_export(self) -> None:
+        self.export_script()
+
+    def export_script(self, path: str | None = None) -> None:
+        """Write the current recipe, for as many iterations as ran (at least one)."""
+        snap = self.snapshot
+        if snap is None or self.busy:
+            # resolve() may build a user model under fork_rng: never beside a running phase.
+            self.notify("Still working: try again when the phase is done", timeout=2)
+            return
+        target = path or self.EXPORT_PATH
+        iterations = max(snap.iteration, 1)
+        try:
+            script = export_script(self.current_recipe, snap.accumulate, iterations)
+            with open(target, "w", encoding="utf-8") as f:
+                f.write(script)
+        except (OSError, RecipeError, ValueError) as exc:
+            self.query_one(ErrorBar).show_text(f"✗ export: {exc}")
+            return
+        self.notify(f"Wrote {target}: python {target} prints {iterations} loss(es)", timeout=4)
+
+    def _show_recipe_panes(self, snap: Snapshot) -> None:
+        recipe = snap.recipe or Recipe()
+        self.query_one(ExplainPane).show(
+            snap.done, snap.next_phase, recipe, snap.accumulate, self.lang
+        )
+        digits = recipe.data == "digits"
+        if digits != self._digits_tab:
+            # Only a digits recipe gets the tab, so other recipes' screens stay as they were.
+            self._digits_tab = digits
+            self.call_later(self._sync_digits_tab, digits)
+        if digits and self.query(DigitsPane):
+            self.query_one(DigitsPane).show(snap.digits)
+
+    async def _sync_digits_tab(self, on: bool) -> None:
+        tabs = self.query_one(TabbedContent)
+        present = bool(tabs.query("#tab-digits"))
+        if on and not present:
+            await tabs.add_pane(TabPane("digits", DigitsPane(id="digits"), id="tab-digits"))
+            if self.snapshot is not None:
+                self.query_one(DigitsPane).show(self.snapshot.digits)
+        elif not on and present:
+            await tabs.remove_pane("tab-digits")

@@ -172,7 +172,12 @@ def cli(ctx: click.Context, **kw: Any) -> None:
     recipe = make_recipe(**kw)
     from .app import NNTuiApp
 
-    app = NNTuiApp(recipe, accumulate=kw["accumulate"], history_bytes=kw["history_mb"] * 2**20)
+    app = NNTuiApp(
+        recipe,
+        accumulate=kw["accumulate"],
+        history_bytes=kw["history_mb"] * 2**20,
+        lang=kw["lang"],
+    )
     app.run()
     sys.exit(app.return_code or 0)
 

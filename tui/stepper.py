@@ -12,8 +12,9 @@ from enum import Enum
 
 import numpy as np
 
-from engine import Phase, PhaseError, PhaseRecord, Session
+from engine import Phase, PhaseError, PhaseRecord, Recipe, Session
 from engine.codegen import Listing, listing
+from engine.digits import DigitsReport, batch_report
 from engine.summary import grad_line, summary_line
 
 
@@ -33,6 +34,7 @@ class Request:
 
     action: Action
     name: str | None = None  # SELECT: the parameter
+    recipe: Recipe | None = None  # RESET: switch to this recipe (the command palette)
 
 
 WHICH = ("data", "grad")
@@ -67,6 +69,8 @@ class Snapshot:
     values: np.ndarray | None  # the selected tensor, a detached copy; None: absent (grad=None)
     summary: str  # one line about ``values``
     listing: Listing
+    recipe: Recipe | None = None  # what the session runs (the palette's starting point)
+    digits: DigitsReport | None = None  # the latest digits batch, predictions, accuracy
 
     @property
     def last(self) -> PhaseRecord | None:
@@ -97,7 +101,7 @@ def perform(
     elif action is Action.REWIND:
         rewound = session.rewind(1)
     elif action is Action.RESET:
-        session.reset()
+        session.reset(request.recipe)
     elif action is Action.ACCUMULATE:
         session.set_accumulate(not session.accumulate)
     if follow and isinstance(result, PhaseRecord):
@@ -135,6 +139,8 @@ def snapshot(
         which=which,
         values=values,
         summary=summary,
+        recipe=session.recipe,
+        digits=batch_report(session),
         listing=listing(session.recipe, session.accumulate),
     )
 

@@ -1,0 +1,60 @@
+"""The explanation pane: what the phase just run did, why, and what to look at (en or ko)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from engine import Phase, Recipe
+from engine.explain import explain
+
+
+def heading(phase: Phase, ran: bool, lang: str) -> str:
+    if lang == "ko":
+        return f"{phase.value} · 방금 실행" if ran else f"{phase.value} · 다음 단계"
+    return f"{phase.value} · just ran" if ran else f"{phase.value} · next"
+
+
+class ExplainPane(VerticalScroll, can_focus=True):
+    """Shows ``engine.explain`` for the last phase run (before define: for define, next).
+
+    Hidden until ``x`` (or a language chosen in the palette) adds ``-shown``.
+    """
+
+    DEFAULT_CSS = """
+    ExplainPane {
+        display: none;
+        height: auto;
+        max-height: 35%;
+        padding: 0 1;
+        border: round $panel-lighten-2;
+        border-title-color: $text-muted;
+        scrollbar-size-vertical: 1;
+    }
+    ExplainPane.-shown { display: block; }
+    ExplainPane:focus { border: round $accent; border-title-color: $text; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.text = ""
+        self.title = ""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="explain-text")
+
+    def show(
+        self, done: Phase | None, next_phase: Phase, recipe: Recipe, accumulate: bool, lang: str
+    ) -> None:
+        phase = done if done is not None else next_phase
+        text = explain(phase, recipe, accumulate, lang)
+        title = heading(phase, done is not None, lang)
+        if (text, title) == (self.text, self.title):
+            return  # same words: keep the reader's scroll position
+        self.text, self.title = text, title
+        body = Text(title + "\n", style="bold")
+        body.append(text)
+        self.query_one("#explain-text", Static).update(body)
+        self.scroll_home(animate=False)
