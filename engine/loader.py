@@ -197,7 +197,14 @@ def infer_output_shape(net: nn.Module, input: torch.Tensor, text: str) -> tuple[
     any attribute the forward mutates and the global RNG stream are exactly as before, so the
     target drawn next is the one the documented construction order draws.
     """
-    probe = copy.deepcopy(net)
+    try:
+        probe = copy.deepcopy(net)
+        saved: list[torch.Tensor] = []
+    # A module holding something deepcopy refuses (an open file, a lock): run the real one and
+    # put its buffers back by value; only attributes its forward mutates cannot be undone.
+    except (TypeError, RuntimeError, copy.Error):
+        probe = net
+        saved = [b.detach().clone() for b in net.buffers()]
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad(), blame_modules(probe):
             out = probe(input)
@@ -206,6 +213,10 @@ def infer_output_shape(net: nn.Module, input: torch.Tensor, text: str) -> tuple[
             f"cannot infer the target of {text} from a forward on input "
             f"{shape_text(tuple(input.shape))}: {exc}"
         ) from exc
+    finally:
+        with torch.no_grad():
+            for b, value in zip(net.buffers(), saved):
+                b.copy_(value)
     if not isinstance(out, torch.Tensor):
         raise RecipeError(f"{text} returns {type(out).__name__}, not a tensor")
     return tuple(out.shape)
