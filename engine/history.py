@@ -92,6 +92,10 @@ class History:
         self._bytes = 0
         self.dropped = 0
 
+    def holds(self, tensor: torch.Tensor) -> bool:
+        """Whether a kept checkpoint holds this very tensor object (not merely equal values)."""
+        return id(tensor) in self._refs
+
     def nbytes(self) -> int:
         """Bytes of the distinct tensors the kept checkpoints hold (shared ones counted once)."""
         return self._bytes

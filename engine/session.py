@@ -31,7 +31,7 @@ from .records import (
     PhaseRecord,
     StepChange,
 )
-from .summary import summarize
+from .summary import TensorSummary, summarize
 
 SGD_RULES = ("sgd", "manual")
 # Phases after which the autograd graph of this iteration is alive (rebuilt on rewind).
@@ -182,6 +182,9 @@ class Session:
             Phase.BACKWARD: self._backward,
             Phase.STEP: self._step,
         }[phase]
+        # Summaries the phase computed anyway (grads after backward, params after step), by
+        # (which, name): ``_states`` reuses them instead of summarising the same tensor again.
+        self._phase_summaries: dict[tuple[str, str], TensorSummary] = {}
         fields = run(iteration)
         self.done = phase
         self.iteration = iteration
@@ -297,6 +300,8 @@ class Session:
             return {"printed": printed, "skipped": True, "zero_grad_mode": None}
         had = [n for n, p in zip(self.names, self.params) if p.grad is not None]
         set_to_none = self.recipe.zero_grad == "none"
+        if not set_to_none:
+            self._own_grads()  # zeroing is in place; the checkpoint's grads must survive it
         self.setup.optimizer.zero_grad(set_to_none=set_to_none)
         self.backwards = 0
         printed = ""
@@ -311,6 +316,7 @@ class Session:
     def _backward(self, iteration: int) -> dict[str, Any]:
         if self.loss is None:
             raise PhaseFailure("no live graph: run forward and loss before backward")
+        self._own_grads()
         before = [p.grad for p in self.params]
         before_copy = self.history.current.grads  # immutable clones of exactly these values
         fresh: dict[int, torch.Tensor] = {}
@@ -344,21 +350,20 @@ class Session:
             changed.append(name)
             if prev is None:
                 after_s = summarize(after)
+                self._phase_summaries[("grad", name)] = after_s
                 changes.append(GradChange(name, None, after_s, after_s, False, True))
                 continue
             contrib = fresh.get(i)
             before_s = old_states[i].grad if i < len(old_states) else summarize(prev)
+            after_s = summarize(after)
+            self._phase_summaries[("grad", name)] = after_s
             if contrib is None:  # no gradient flowed here this time
                 changes.append(
-                    GradChange(
-                        name, before_s, None, summarize(after), True, torch.equal(after, prev)
-                    )
+                    GradChange(name, before_s, None, after_s, True, torch.equal(after, prev))
                 )
                 continue
             exact = torch.equal(after, prev + contrib)
-            changes.append(
-                GradChange(name, before_s, summarize(contrib), summarize(after), True, exact)
-            )
+            changes.append(GradChange(name, before_s, summarize(contrib), after_s, True, exact))
         printed = ""
         if watch:
             after_w = self.param(watch).grad
@@ -375,15 +380,21 @@ class Session:
         watch = self.watch
         watch_before = repr(self.param(watch)) if watch else ""
         optimizer.step()
+        after_s = [summarize(p) for p in self.params]
         if self.nan_guard:
-            bad = [n for n, p in zip(self.names, self.params) if not torch.isfinite(p).all()]
+            # The summaries count NaN and Inf exactly: the guard needs no pass of its own.
+            bad = [n for n, a in zip(self.names, after_s) if not a.finite]
             if bad:
                 raise PhaseFailure(f"step made {bad[0]} non-finite (NaN guard)")
         changes = []
         changed = []
         sgd = self.recipe.optimizer in SGD_RULES
+        # Per parameter, a tensor bit-equal to its new value that nothing else holds, for the
+        # checkpoint to keep instead of cloning the parameter again (see _checkpoint).
+        self._step_params: list[torch.Tensor | None] = [None] * len(self.params)
         for i, (name, p) in enumerate(zip(self.names, self.params)):
             after = p.detach()
+            self._phase_summaries[("data", name)] = after_s[i]
             delta = after - before[i]
             matches = err = None
             if sgd and p.grad is not None:
@@ -394,7 +405,16 @@ class Session:
                     else before[i].sub(g * self.lr)
                 )
                 matches = torch.equal(after, expected)
-                err = float((delta + self.lr * g).abs().max().item()) if g.numel() else 0.0
+                if matches:
+                    self._step_params[i] = expected
+                if g.numel():
+                    # max |Δ + lr·g|, with one temporary instead of three: lr·g + Δ equals
+                    # Δ + lr·g bit for bit (float addition commutes).
+                    gap = g * self.lr
+                    gap.add_(delta)
+                    err = float(gap.abs_().max().item())
+                else:
+                    err = 0.0
             state = tuple(
                 (k, summarize(v))
                 for k, v in optimizer.state.get(p, {}).items()
@@ -406,7 +426,7 @@ class Session:
                 StepChange(
                     name,
                     self._param_states[i].data,
-                    summarize(after),
+                    after_s[i],
                     summarize(delta),
                     matches,
                     err,
@@ -436,12 +456,19 @@ class Session:
         for name, p in zip(self.names, self.params):
             prev = old.get(name)
             if full or prev is None or name in changed:
-                grad = summarize(p.grad) if p.grad is not None else None
-                data = (
-                    summarize(p)
-                    if full or prev is None or self.done in (Phase.STEP, Phase.DEFINE)
-                    else prev.data
-                )
+                cached = self._phase_summaries
+                if self.done is Phase.STEP and prev is not None:
+                    grad = prev.grad  # optimizers read .grad, never write it: same numbers
+                elif ("grad", name) in cached:
+                    grad = cached[("grad", name)]
+                else:
+                    grad = summarize(p.grad) if p.grad is not None else None
+                if ("data", name) in cached:
+                    data = cached[("data", name)]
+                elif full or prev is None or self.done in (Phase.STEP, Phase.DEFINE):
+                    data = summarize(p)
+                else:
+                    data = prev.data
                 out.append(ParamState(name, tuple(p.shape), p.numel(), p.requires_grad, data, grad))
             else:
                 out.append(prev)
@@ -455,10 +482,18 @@ class Session:
         net = self.setup.net
         params = prev.params
         if fresh or phase in (Phase.DEFINE, Phase.STEP):
-            params = tuple(p.detach().clone() for p in self.params)
+            kept = getattr(self, "_step_params", None) if phase is Phase.STEP else None
+            params = tuple(
+                kept[i] if kept is not None and kept[i] is not None else p.detach().clone()
+                for i, p in enumerate(self.params)
+            )
+            self._step_params = None
         grads = prev.grads
         if fresh or phase in (Phase.DEFINE, Phase.ZERO_GRAD, Phase.BACKWARD):
-            grads = tuple(None if p.grad is None else p.grad.detach().clone() for p in self.params)
+            # Shared, not cloned (copy-on-write): every in-place write to a .grad goes through
+            # ``_own_grads`` first, which gives the parameter its own copy. Saves a full copy of
+            # every gradient per backward, in time and memory.
+            grads = tuple(p.grad for p in self.params)
         buffers = prev.buffers
         if fresh or phase in (Phase.DEFINE, Phase.FORWARD):
             buffers = tuple(b.detach().clone() for b in net.buffers())
@@ -494,6 +529,12 @@ class Session:
             )
         )
 
+    def _own_grads(self) -> None:
+        """Give every parameter a .grad no checkpoint holds, before writing into it in place."""
+        for p in self.params:
+            if p.grad is not None and self.history.holds(p.grad):
+                p.grad = p.grad.clone()
+
     def can_rewind(self, n: int = 1) -> bool:
         return self.history.can_rewind(n)
 
@@ -523,7 +564,7 @@ class Session:
                 if not torch.equal(p, saved):
                     p.copy_(saved)
             for p, g in zip(self.params, cp.grads):
-                p.grad = None if g is None else g.clone()
+                p.grad = g  # shared with the checkpoint: copy-on-write, see _checkpoint
         _replace_buffers(net, cp.buffers)
         state = self.setup.optimizer.state
         state.clear()
@@ -593,7 +634,11 @@ def _replace_buffers(net: nn.Module, saved: tuple[torch.Tensor, ...]) -> None:
 
 def _keep(store: dict[int, torch.Tensor], i: int) -> Callable[[torch.Tensor], None]:
     def hook(grad: torch.Tensor) -> None:
-        store[i] = grad.detach().clone()
+        # No clone: this hook runs only for a parameter whose .grad exists, so AccumulateGrad
+        # adds ``grad`` into .grad instead of adopting it, and nothing writes to ``grad``
+        # before ``_backward`` has summarised it (the hook's reference also stops autograd
+        # from reusing the buffer in place).
+        store[i] = grad.detach()
 
     return hook
 
