@@ -128,7 +128,9 @@ class EngineMachine(RuleBasedStateMachine):
         accumulate=st.booleans(),
         seed=st.integers(0, 3),
     )
-    def start(self, model: str, optimizer: str, zero_grad: str, accumulate: bool, seed: int) -> None:
+    def start(
+        self, model: str, optimizer: str, zero_grad: str, accumulate: bool, seed: int
+    ) -> None:
         recipe = Recipe(model=model, optimizer=optimizer, zero_grad=zero_grad, seed=seed)
         # diagnose=False: diagnostics are not under test here and only cost time.
         self.session = Session(recipe, accumulate=accumulate, history_bytes=BUDGET, diagnose=False)

@@ -1,0 +1,557 @@
+"""nntui's benchmark: every figure is a ratio against a floor measured side by side, in one run.
+
+    .venv/bin/python tools/bench.py [--quick] [--json out.json] [--history-mb N] [--only SECTION]
+
+Machines here are shared and noisy, so engine and floor repetitions are interleaved (the order
+alternates each repetition) and medians are reported. Sections:
+
+- ``overhead``: ``Session.run_next`` per phase and per iteration against the same loop written
+  in plain PyTorch (same model, batch, criterion, optimizer), for the tutorial Net, a 20-layer
+  MLP of width 1024 at batch 64 (≈21 M parameters) and a small ResNet-style conv net.
+- ``history``: bytes the rewind history gains per iteration and the budget that bounds it; a
+  ≈21 M-parameter model is stepped for many iterations and the history never exceeds the budget.
+- ``graph``: walking a grad_fn graph of more than 10,000 nodes (and, when the gradient tree
+  widget exists, its first render and expanding a node) against a bare traversal.
+- ``startup``: ``nntui --help`` against ``python -c pass``; process start to the first frame of
+  the app against ``python -c "import torch, textual.app"``.
+- ``latency``: key press to refreshed screen in the app (Textual pilot), per phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from anywhere: the repo's packages first
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+from engine.history import DEFAULT_BUDGET_BYTES  # noqa: E402
+from engine.phases import LOOP  # noqa: E402
+from engine.recipe import MODELS, Recipe, build  # noqa: E402
+from engine.records import PhaseError  # noqa: E402
+from engine.session import Session  # noqa: E402
+
+MiB = 2**20
+
+
+# ----------------------------------------------------------------------------- bench models
+class BenchMLP(nn.Module):
+    """20 layers ``Linear(1024, 1024)`` with ReLU between: 20.99 M parameters."""
+
+    def __init__(self, depth: int = 20, width: int = 1024) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i in range(depth):
+            layers.append(nn.Linear(width, width))
+            if i < depth - 1:
+                layers.append(nn.ReLU())
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class Block(nn.Module):
+    """A ResNet basic block: conv-bn-relu-conv-bn plus the (projected) input."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()
+        self.skip: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.skip = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + self.skip(x))
+
+
+class BenchResNet(nn.Module):
+    """A small ResNet for 3×32×32 images: stem, three stages of two blocks (16/32/64), fc."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16))
+        self.relu = nn.ReLU()
+        stages: list[nn.Module] = []
+        cin = 16
+        for cout, stride in ((16, 1), (32, 2), (64, 2)):
+            stages += [Block(cin, cout, stride), Block(cout, cout, 1)]
+            cin = cout
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.relu(self.stem(x)))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+class DeepNarrow(nn.Module):
+    """``depth`` × (Linear(8, 8), ReLU): five grad_fn nodes per layer, for the graph section."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            *[m for _ in range(depth) for m in (nn.Linear(8, 8), nn.ReLU())]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+# Bench-only entries in the engine's model registry: (factory, input shape, outputs).
+BENCH_MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], int]] = {
+    "bench-mlp": (BenchMLP, (64, 1024), 1024),
+    "bench-resnet": (BenchResNet, (16, 3, 32, 32), 10),
+}
+
+
+def register_models() -> None:
+    for name, entry in BENCH_MODELS.items():
+        MODELS.setdefault(name, entry)
+
+
+@dataclass(frozen=True)
+class Case:
+    label: str
+    recipe: Recipe
+    goal: float  # per-iteration ratio the issue asks for
+
+
+CASES = (
+    Case("tutorial Net", Recipe(), 1.5),
+    Case("MLP 20x1024 b64", Recipe(model="bench-mlp"), 1.1),
+    Case("ResNet-style b16", Recipe(model="bench-resnet", loss="cross-entropy"), 1.1),
+)
+
+
+# ----------------------------------------------------------------------------- helpers
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def pct(xs: list[float], q: float) -> float:
+    """The q-quantile (0..1) by nearest rank: p95 of 20 samples is the 19th smallest."""
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    k = max(0, min(len(s) - 1, int(round(q * len(s) + 0.5)) - 1))
+    return s[k]
+
+
+def rss_mib() -> float:
+    """Resident memory of this process now (Linux /proc), in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def param_count(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """Collect before a timed region and keep the collector out of it; both sides get this."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+# ----------------------------------------------------------------------------- overhead
+@dataclass
+class Samples:
+    engine: dict[str, list[float]] = field(default_factory=dict)
+    floor: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, side: str, key: str, seconds: float) -> None:
+        getattr(self, side).setdefault(key, []).append(seconds)
+
+
+def engine_iteration(session: Session, samples: Samples) -> None:
+    total = 0.0
+    for _ in LOOP:
+        t0 = time.perf_counter()
+        result = session.run_next()
+        dt = time.perf_counter() - t0
+        if isinstance(result, PhaseError):
+            raise RuntimeError(result.line())
+        samples.add("engine", result.phase.value, dt)
+        total += dt
+    samples.add("engine", "iteration", total)
+
+
+class PlainLoop:
+    """The tutorial's loop with nothing else: the floor the engine is compared against."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        setup = build(recipe)  # the engine's build is plain construction in the seeded order
+        self.net, self.criterion, self.optimizer = setup.net, setup.criterion, setup.optimizer
+        self.data = setup.data
+        self.accumulate = False
+        self.iteration = 0
+
+    def iteration_timed(self, samples: Samples) -> None:
+        self.iteration += 1
+        input, target = self.data.batch(self.iteration)
+        t0 = time.perf_counter()
+        output = self.net(input)
+        t1 = time.perf_counter()
+        loss = self.criterion(output, target)
+        loss.item()  # the engine reads the loss value; so does every tutorial print(loss)
+        t2 = time.perf_counter()
+        self.optimizer.zero_grad()
+        t3 = time.perf_counter()
+        loss.backward()
+        t4 = time.perf_counter()
+        self.optimizer.step()
+        t5 = time.perf_counter()
+        for key, dt in zip(
+            ("forward", "loss", "zero_grad", "backward", "step"),
+            (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4),
+        ):
+            samples.add("floor", key, dt)
+        samples.add("floor", "iteration", t5 - t0)
+
+
+def bench_overhead(case: Case, reps: int, warmup: int) -> dict[str, Any]:
+    session = Session(case.recipe)
+    first = session.run_next()  # define
+    if isinstance(first, PhaseError):
+        raise RuntimeError(first.line())
+    plain = PlainLoop(case.recipe)
+    samples = Samples()
+    scratch = Samples()
+    for _ in range(warmup):
+        engine_iteration(session, scratch)
+        plain.iteration_timed(scratch)
+    for rep in range(reps):
+        # Alternate who goes first so drift on a shared machine hits both sides alike.
+        order = (0, 1) if rep % 2 == 0 else (1, 0)
+        for side in order:
+            with no_gc():
+                if side == 0:
+                    engine_iteration(session, samples)
+                else:
+                    plain.iteration_timed(samples)
+    phases: dict[str, dict[str, float]] = {}
+    for key in [p.value for p in LOOP] + ["iteration"]:
+        e, f = median(samples.engine[key]), median(samples.floor[key])
+        phases[key] = {"engine_ms": e * 1e3, "floor_ms": f * 1e3, "ratio": e / f}
+    return {
+        "model": case.label,
+        "params": param_count(plain.net),
+        "reps": reps,
+        "goal": case.goal,
+        "phases": phases,
+        "ratio": phases["iteration"]["ratio"],
+        "meets_goal": phases["iteration"]["ratio"] <= case.goal,
+    }
+
+
+# ----------------------------------------------------------------------------- history
+def bench_history(iterations: int, budget_bytes: int) -> dict[str, Any]:
+    """Step a ≈21 M-parameter model far past its budget; history bytes must never exceed it."""
+    gc.collect()
+    rss0 = rss_mib()
+    session = Session(Recipe(model="bench-mlp"), history_bytes=budget_bytes)
+    session.run_next()
+    params = sum(p.numel() * p.element_size() for p in session.params)
+    after_define = session.history.nbytes()
+    by_iteration: list[int] = []
+    peak = 0
+    rss_peak = rss_mib()
+    for _ in range(iterations):
+        for _ in LOOP:
+            result = session.run_next()
+            if isinstance(result, PhaseError):
+                raise RuntimeError(result.line())
+            nbytes = session.history.nbytes()
+            peak = max(peak, nbytes)
+            if nbytes > budget_bytes:
+                raise AssertionError(f"history {nbytes} B over its budget {budget_bytes} B")
+        by_iteration.append(session.history.nbytes())
+        rss_peak = max(rss_peak, rss_mib())
+    # Growth per iteration while nothing has been dropped yet: what one iteration costs.
+    growth = by_iteration[0] - after_define
+    return {
+        "params": param_count(session.setup.net) if session.setup else 0,
+        "param_bytes": params,
+        "budget_bytes": budget_bytes,
+        "iterations": iterations,
+        "bytes_per_iteration": growth,
+        "per_iteration_over_params": growth / params,
+        "peak_bytes": peak,
+        "peak_over_budget": peak / budget_bytes,
+        "checkpoints_dropped": session.history.dropped,
+        "checkpoints_kept": len(session.history),
+        "rewindable_phases": len(session.history) - 1,
+        "rss_start_mib": rss0,
+        "rss_peak_mib": rss_peak,
+        "rss_growth_over_budget": (rss_peak - rss0) * MiB / budget_bytes,
+    }
+
+
+# ----------------------------------------------------------------------------- graph
+def bare_walk(root: Any) -> int:
+    """The floor: visit every node reachable through ``next_functions`` once, keep nothing."""
+    seen = {id(root)}
+    stack = [root]
+    while stack:
+        fn = stack.pop()
+        for nxt, _ in fn.next_functions:
+            if nxt is not None and id(nxt) not in seen:
+                seen.add(id(nxt))
+                stack.append(nxt)
+    return len(seen)
+
+
+def bench_graph(reps: int, depth: int = 2000) -> dict[str, Any]:
+    from engine.graph import walk_grad_fn
+
+    torch.manual_seed(0)
+    net = DeepNarrow(depth)
+    loss = net(torch.randn(4, 8)).pow(2).mean()
+    names = {id(p): n for n, p in net.named_parameters()}
+    nodes = bare_walk(loss.grad_fn)
+    walk: list[float] = []
+    floor: list[float] = []
+    graph = None
+    for rep in range(reps):
+        for side in (0, 1) if rep % 2 == 0 else (1, 0):
+            with no_gc():
+                t0 = time.perf_counter()
+                if side == 0:
+                    graph = walk_grad_fn(loss.grad_fn, names)
+                else:
+                    bare_walk(loss.grad_fn)
+                (walk if side == 0 else floor).append(time.perf_counter() - t0)
+    assert graph is not None and len(graph) == nodes, (len(graph or ()), nodes)
+    out: dict[str, Any] = {
+        "nodes": nodes,
+        "walk_ms": median(walk) * 1e3,
+        "bare_walk_ms": median(floor) * 1e3,
+        "walk_ratio": median(walk) / median(floor),
+    }
+    out.update(bench_gradtree(graph, reps))
+    return out
+
+
+def bench_gradtree(graph: Any, reps: int) -> dict[str, Any]:
+    """First render and one expansion of the gradient tree widget, if it exists yet."""
+    try:
+        from tui.widgets import gradtree  # noqa: F401
+    except ImportError:
+        return {"tree": "tui/widgets/gradtree.py not there yet"}
+    import asyncio
+
+    return asyncio.run(_gradtree_async(graph, reps))
+
+
+async def _gradtree_async(graph: Any, reps: int) -> dict[str, Any]:
+    raise NotImplementedError  # filled in when the widget lands
+
+
+# ----------------------------------------------------------------------------- startup
+def run_wall(argv: list[str], env: dict[str, str] | None = None) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - t0
+
+
+def bench_help(reps: int) -> dict[str, Any]:
+    nntui = str(Path(sys.executable).with_name("nntui"))
+    help_t: list[float] = []
+    floor: list[float] = []
+    for rep in range(reps):
+        for side in (0, 1) if rep % 2 == 0 else (1, 0):
+            if side == 0:
+                help_t.append(run_wall([nntui, "--help"]))
+            else:
+                floor.append(run_wall([sys.executable, "-c", "pass"]))
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom tui.cli import main\ntry:\n    main(['--help'])\n"
+            "except SystemExit:\n    pass\nprint('torch' in sys.modules, file=sys.stderr)",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    torch_imported = probe.stderr.strip().splitlines()[-1] == "True"
+    return {
+        "help_ms": median(help_t) * 1e3,
+        "python_pass_ms": median(floor) * 1e3,
+        "help_ratio": median(help_t) / median(floor),
+        "help_imports_torch": torch_imported,
+        "meets_goal": median(help_t) <= 0.3 and not torch_imported,
+    }
+
+
+# ----------------------------------------------------------------------------- report
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "load_avg": os.getloadavg(),
+        "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for k, row in enumerate(rows):
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+            )
+        )
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def report(results: dict[str, Any]) -> str:
+    out: list[str] = []
+    m = results["machine"]
+    out.append(
+        f"nntui bench — {m['cpus']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), "
+        f"load {m['load_avg'][0]:.1f}; medians of interleaved repetitions"
+    )
+    if "overhead" in results:
+        rows = [["engine / plain PyTorch", "params", *[p.value for p in LOOP], "iteration", "goal"]]
+        for r in results["overhead"]:
+            ph = r["phases"]
+            rows.append(
+                [
+                    r["model"],
+                    f"{r['params'] / 1e6:.2f}M",
+                    *[f"{ph[p.value]['ratio']:.2f}x" for p in LOOP],
+                    f"{r['ratio']:.2f}x ({ph['iteration']['engine_ms']:.1f}/{ph['iteration']['floor_ms']:.1f} ms)",
+                    f"<={r['goal']}x {'ok' if r['meets_goal'] else 'MISSED'}",
+                ]
+            )
+        out += ["", table(rows)]
+    if "history" in results:
+        h = results["history"]
+        out += [
+            "",
+            f"history: {h['bytes_per_iteration'] / MiB:.0f} MiB per iteration "
+            f"({h['per_iteration_over_params']:.2f}x the {h['param_bytes'] / MiB:.0f} MiB of "
+            f"parameters); budget {h['budget_bytes'] / MiB:.0f} MiB; after {h['iterations']} "
+            f"iterations peak {h['peak_bytes'] / MiB:.0f} MiB = {h['peak_over_budget']:.2f}x "
+            f"budget, {h['checkpoints_dropped']} checkpoints dropped, "
+            f"{h['rewindable_phases']} phases rewindable; RSS {h['rss_start_mib']:.0f} -> "
+            f"{h['rss_peak_mib']:.0f} MiB",
+        ]
+    if "graph" in results:
+        g = results["graph"]
+        line = (
+            f"grad_fn graph: {g['nodes']} nodes, walk {g['walk_ms']:.1f} ms = "
+            f"{g['walk_ratio']:.1f}x a bare traversal ({g['bare_walk_ms']:.1f} ms)"
+        )
+        if "tree_first_render_ms" in g:
+            line += (
+                f"; tree first render {g['tree_first_render_ms']:.0f} ms, expand "
+                f"p95 {g['tree_expand_p95_ms']:.0f} ms (goal <=100 ms)"
+            )
+        else:
+            line += f"; tree: {g.get('tree')}"
+        out += ["", line]
+    if "startup" in results:
+        s = results["startup"]
+        out += [
+            "",
+            f"nntui --help: {s['help_ms']:.0f} ms = {s['help_ratio']:.2f}x `python -c pass` "
+            f"({s['python_pass_ms']:.0f} ms); imports torch: {s['help_imports_torch']} "
+            f"(goal <=300 ms, no torch: {'ok' if s['meets_goal'] else 'MISSED'})",
+        ]
+        if "first_frame_ms" in s:
+            out.append(
+                f"first frame: {s['first_frame_ms']:.0f} ms vs `import torch, textual.app` "
+                f"{s['import_floor_ms']:.0f} ms: floor + {s['first_frame_over_floor_ms']:.0f} ms "
+                f"(goal <= +500 ms {'ok' if s['first_frame_meets_goal'] else 'MISSED'})"
+            )
+    if "latency" in results:
+        lat = results["latency"]
+        rows = [["key -> screen", *[p for p in lat["phases"]], "goal"]]
+        for stat in ("p50", "p95"):
+            rows.append([stat, *[f"{v[stat + '_ms']:.0f} ms" for v in lat["phases"].values()], ""])
+        out += ["", table(rows)]
+    return "\n".join(out)
+
+
+SECTIONS = ("overhead", "history", "graph", "startup", "latency")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument(
+        "--history-mb",
+        type=int,
+        default=DEFAULT_BUDGET_BYTES // MiB,
+        help="history budget for the history section (default: the app's, 512)",
+    )
+    ap.add_argument("--only", action="append", choices=SECTIONS, help="run only these sections")
+    args = ap.parse_args(argv)
+    sections = args.only or list(SECTIONS)
+    register_models()
+    reps = 5 if args.quick else 15
+    results: dict[str, Any] = {"quick": args.quick}
+    if "overhead" in sections:
+        results["overhead"] = [
+            bench_overhead(case, reps=reps, warmup=1 if args.quick else 3) for case in CASES
+        ]
+    if "history" in sections:
+        results["history"] = bench_history(4 if args.quick else 12, args.history_mb * MiB)
+    if "graph" in sections:
+        results["graph"] = bench_graph(reps)
+    if "startup" in sections:
+        results["startup"] = bench_help(reps)
+    results["machine"] = machine()
+    text = report(results)
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
