@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import torch
+from textual.widgets import TabbedContent
 
 from engine import Phase, Recipe
 from engine.summary import fmt
 from tui.app import NNTuiApp
 from tui.pilot import press, settle, steps
+from tui.widgets.accumulation import AccumulationPane
 from tui.widgets.codepane import CodePane
+from tui.widgets.gradtree import GradFnPane
 from tui.widgets.heatmap import TensorView
 from tui.widgets.outputpane import OutputPane
 from tui.widgets.paramtable import ParamsTable
@@ -148,7 +151,7 @@ async def test_every_pane_after_every_phase_of_an_iteration() -> None:
         assert torch.equal(after, before.add(grad, alpha=-0.01))
         assert table.cell_text("fc3.bias", "data") == f"‖p‖={fmt(after.norm().item())}"
         assert column(app, "last") == ["p-=lr·g"] * 10
-        assert "bit-exact: True" in last_block(app)
+        assert "# p ← p − lr·grad, bit-exact: True (10 params)" in last_block(app)
         assert view.title_text == "conv1.bias.data"
         text = bar.render_state(bar.state).plain
         assert "✓ step" in text and "next: forward (iteration 2)" in text
@@ -190,12 +193,11 @@ async def test_accumulate_mode_second_backward_is_the_sum() -> None:
         change = next(c for c in record.grad_changes if c.name == "conv1.bias")
         assert change.accumulated and change.exact
         block = last_block(app)
-        assert "# conv1.bias.grad = before + this backward:" in block
-        assert f"‖{fmt(first.norm().item())}‖ + ‖{fmt(fresh.norm().item())}‖" in block
-        assert f"→ ‖{fmt(after.norm().item())}‖ (after == before + fresh: True)" in block
+        assert "# conv1.bias.grad = before + this backward's grad" in block
+        assert "# after == before + fresh: True (torch.equal)" in block
         table = app.query_one(ParamsTable)
         assert table.cell_text("conv1.bias", "grad") == f"‖g‖={fmt(after.norm().item())}"
-        assert column(app, "last") == ["g+=  2×"] * 10
+        assert column(app, "last") == ["g+=new"] * 10
         assert ".grad holds 2 backwards" in bar.render_state(bar.state).plain
 
 
@@ -221,3 +223,42 @@ async def test_rewind_removes_the_output_blocks_it_undid() -> None:
         assert texts[-1].startswith("iteration 1 · loss")
         await press(pilot, "space")
         assert app.query_one(OutputPane).texts[-1].startswith("iteration 1 · zero_grad")
+
+
+async def test_grad_fn_and_accumulation_views_follow_the_phases() -> None:
+    app = make_app(accumulate=True)
+    async with app.run_test(size=SIZE) as pilot:
+        tabs = app.query_one(TabbedContent)
+        graph_pane = app.query_one(GradFnPane)
+        accumulation = app.query_one(AccumulationPane)
+        await press(pilot, *steps(2))
+        assert graph_pane.graph is None  # no loss yet
+        await press(pilot, "space")  # loss
+        assert tabs.active == "tab-graph"
+        record = app.session.records[-1]
+        assert graph_pane.graph is record.graph
+        assert graph_pane.tree.root.label.plain == "MseLossBackward0"
+        await press(pilot, "space", "space")  # zero_grad (skipped), backward
+        assert tabs.active == "tab-accumulation"
+        assert accumulation.view.param == "conv1.bias"
+        assert accumulation.view.backwards == 1
+        await press(pilot, *steps(5))  # step, forward, loss, zero_grad (skipped), backward
+        view = accumulation.view
+        assert view.backwards == 2
+        assert view.change is not None and view.change.accumulated and view.change.exact
+        assert [i for i, _ in view.losses] == [1, 2]
+        # Selecting a row points the accumulation view at that parameter.
+        table = app.query_one(ParamsTable)
+        table.focus()
+        await press(pilot, "down", "down")
+        assert accumulation.view.param == "conv2.bias"
+        # Rewinding past loss takes the graph away again.
+        await press(pilot, "left", "left", "left")
+        assert app.session.done is Phase.FORWARD
+        assert graph_pane.graph is None
+        # v cycles the views; a rewind does not switch them.
+        assert tabs.active == "tab-accumulation"
+        await press(pilot, "v")
+        assert tabs.active == "tab-tensor"
+        await press(pilot, "v")
+        assert tabs.active == "tab-graph"

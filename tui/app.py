@@ -24,10 +24,12 @@ from engine.recipe import RecipeError
 from .commands import RecipeCommands
 from .screens.help import HelpScreen
 from .stepper import Action, Request, Snapshot, perform
+from .widgets.accumulation import AccumulationPane
 from .widgets.codepane import CodePane
 from .widgets.digitspane import DigitsPane
 from .widgets.errorbar import ErrorBar
 from .widgets.explainpane import ExplainPane
+from .widgets.gradtree import GradFnPane
 from .widgets.heatmap import TensorView
 from .widgets.outputpane import OutputPane
 from .widgets.paramtable import ParamsTable
@@ -63,7 +65,12 @@ def current_graph(records: tuple[PhaseRecord, ...]) -> GradGraph | None:
 
 
 class NNTuiApp(App[None]):
-    CSS_PATH = ["styles/app.tcss", "styles/heatmap.tcss"]
+    CSS_PATH = [
+        "styles/app.tcss",
+        "styles/heatmap.tcss",
+        "styles/gradtree.tcss",
+        "styles/accumulation.tcss",
+    ]
     TITLE = "nntui"
     # Recipe switching (loss, optimizer, zero_grad, data, …), language, export: tui/commands.py.
     COMMANDS = App.COMMANDS | {RecipeCommands}
@@ -155,9 +162,13 @@ class NNTuiApp(App[None]):
                 yield ExplainPane(id="explain")
             with Vertical(id="right"):
                 yield ParamsTable(id="params")
-                with TabbedContent(id="views"):  # noqa: SIM117 - one TabPane per view
+                with TabbedContent(id="views"):
                     with TabPane("tensor", id="tab-tensor"):
                         yield TensorView(id="tensor")
+                    with TabPane("grad_fn", id="tab-graph"):
+                        yield GradFnPane(id="graph")
+                    with TabPane("accumulation", id="tab-accumulation"):
+                        yield AccumulationPane(id="accumulation")
         yield ErrorBar(id="error")
         yield Footer()
 
@@ -239,11 +250,16 @@ class NNTuiApp(App[None]):
             snap.summary,
             none_text="grad is None" if snap.selected else "press space to run define",
         )
+        graph = current_graph(snap.records)
+        if graph is not self._graph_drawn:
+            # Rebuilding the tree folds what the user opened: only for a new graph.
+            self._graph_drawn = graph
+            self.query_one(GradFnPane).show_graph(graph)
+        self.query_one(AccumulationPane).update_from(snap.records, snap.selected)
         if snap.action is Action.NEXT and isinstance(snap.result, PhaseRecord):
             view = VIEW_AFTER.get(snap.result.phase)
-            tabs = self.query_one(TabbedContent)
-            if view and tabs.query(f"#{view}"):
-                tabs.active = view
+            if view:
+                self.query_one(TabbedContent).active = view
 
     def _show_bar(self) -> None:
         snap = self.snapshot

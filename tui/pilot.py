@@ -38,3 +38,30 @@ async def press(pilot: Pilot, *keys: str) -> None:
 
 def steps(n: int) -> tuple[str, ...]:
     return ("space",) * n
+
+
+# The states README shows and the snapshot tests pin: name -> (keys from a fresh app, accumulate).
+SCENES: dict[str, tuple[tuple[str, ...], bool]] = {
+    "start": ((), False),
+    "after-loss": (steps(3), False),
+    "after-backward": (steps(5), False),
+    "accumulate-two-backwards": (steps(10), True),
+    "after-step": (steps(6), False),
+    "help": (("question_mark",), False),
+}
+SIZE = (120, 40)
+
+
+def scene_app(name: str) -> NNTuiApp:
+    """A fresh app for scene ``name``: the default recipe, seed 0, animations off."""
+    from engine import Recipe
+
+    _, accumulate = SCENES[name]
+    app = NNTuiApp(Recipe(seed=0), accumulate=accumulate)
+    app.animation_level = "none"
+    return app
+
+
+async def play(pilot: Pilot, name: str) -> None:
+    """Drive a fresh ``scene_app(name)`` into its scene."""
+    await press(pilot, *SCENES[name][0])

@@ -13,6 +13,7 @@ from engine.codegen import Listing
 
 # Fixed, so highlighted code looks the same in every terminal and snapshot.
 THEME = "monokai"
+GUTTER = 2  # "✓ " / "▶ " before each line
 
 
 class CodePane(VerticalScroll, can_focus=True):
@@ -48,6 +49,9 @@ class CodePane(VerticalScroll, can_focus=True):
         if lines:
             self.call_after_refresh(self._reveal, lines[0], lines[-1])
 
+    def on_resize(self) -> None:
+        self._code.update(self.render_listing())
+
     def _reveal(self, first: int, last: int) -> None:
         self.scroll_to_region(Region(0, first, 1, last - first + 1), animate=False)
 
@@ -65,13 +69,16 @@ class CodePane(VerticalScroll, can_focus=True):
         syntax = Syntax("", "python", theme=THEME, background_color="default")
         highlighted = syntax.highlight(listing.text).split("\n", allow_blank=True)
         out = Text(no_wrap=True, overflow="ellipsis")
-        width = max((len(line) for line in listing.lines), default=0)
+        # Pad to the visible width, no further: a wider line would be cut with an ellipsis.
+        visible = self.scrollable_content_region.width - GUTTER
+        width = visible if visible > 0 else max((len(line) for line in listing.lines), default=0)
         for i, code in enumerate(highlighted[: len(listing.lines)]):
             mark = "✓" if i in done_lines else "▶" if i in next_lines else " "
             out.append(f"{mark} ", style=self._style("gutter"))
             code = code.copy()
             code.rstrip()
-            code.pad_right(width - len(code))
+            if len(code) < width:
+                code.pad_right(width - len(code))
             if i in skipped:
                 code.stylize(self._style("skipped"))
             if i in done_lines:

@@ -11,7 +11,6 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from engine import PhaseRecord
-from engine.summary import fmt
 
 from .codepane import THEME
 
@@ -27,26 +26,22 @@ def title(record: PhaseRecord) -> str:
 
 
 def notes(record: PhaseRecord, watch: str | None) -> list[str]:
-    """One-line facts the printed text leaves implicit: accumulation and the SGD identity."""
+    """Short facts the printed text leaves implicit: accumulation and the SGD identity."""
     out: list[str] = []
     for change in record.grad_changes:
         if change.name != watch or change.after is None:
             continue
         if change.accumulated and change.before is not None and change.fresh is not None:
-            out.append(
-                f"# {watch}.grad = before + this backward: ‖{fmt(change.before.norm)}‖"
-                f" + ‖{fmt(change.fresh.norm)}‖ → ‖{fmt(change.after.norm)}‖"
-                f" (after == before + fresh: {change.exact})"
-            )
+            out.append(f"# {watch}.grad = before + this backward's grad")
+            out.append(f"# after == before + fresh: {change.exact} (torch.equal)")
         else:
-            out.append(f"# {watch}.grad was None, now this backward's grad")
+            out.append(f"# {watch}.grad was None: it is now this backward's grad")
     checked = [c.matches_sgd for c in record.step_changes if c.matches_sgd is not None]
     if checked:
-        out.append(
-            f"# p ← p − lr·p.grad for {len(checked)} parameters; bit-exact: {all(checked)}"
-        )
+        out.append(f"# p ← p − lr·grad, bit-exact: {all(checked)} ({len(checked)} params)")
     if record.zero_grad_mode == "none":
-        out.append("# every .grad is now None (set_to_none=True, the default since 2.0)")
+        out.append("# every .grad is now None")
+        out.append("# (set_to_none=True, the default since 2.0)")
     elif record.zero_grad_mode == "zeros":
         out.append("# every .grad is now filled with 0 (set_to_none=False)")
     return out
@@ -77,7 +72,8 @@ class OutBlock(Static):
     def render_block(self) -> Text:
         record = self.record
         syntax = Syntax("", "python", theme=THEME, background_color="default")
-        text = Text(title(record), style=self._style("title"), no_wrap=True)
+        text = Text(no_wrap=True)
+        text.append(title(record), style=self._style("title"))
         text.append("\n")
         for line in record.code.splitlines():
             text.append(">>> ", style=self._style("out"))
@@ -87,7 +83,10 @@ class OutBlock(Static):
         for line in record.printed.splitlines():
             if not line.strip():
                 continue  # the tutorial's blank separators cost a row each in a small pane
-            if _CODE_LINE.match(line):
+            if line.startswith("#"):
+                text.append(line, style=self._style("note"))  # a remark, not code that ran
+                in_output = False
+            elif _CODE_LINE.match(line):
                 text.append(">>> ", style=self._style("out"))
                 text.append_text(_code(syntax, line))
                 in_output = False

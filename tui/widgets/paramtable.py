@@ -53,7 +53,7 @@ def change_of(record: PhaseRecord, name: str) -> str:
     if record.phase is Phase.BACKWARD:
         change = next((c for c in record.grad_changes if c.name == name), None)
         if change is not None and change.accumulated:
-            return f"g+=  {record.backwards}×"
+            return "g+=new"
         return "g=new"
     if record.phase is Phase.STEP:
         change = next((c for c in record.step_changes if c.name == name), None)
