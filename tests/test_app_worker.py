@@ -6,6 +6,7 @@ import threading
 
 import pytest
 import torch
+from textual.widgets import Footer
 
 import tui.app
 from engine import Phase, Recipe
@@ -144,6 +145,7 @@ async def test_sizes_and_resizing_never_crash(size: tuple[int, int]) -> None:
         await press(pilot, *steps(5))
         narrow = size[0] < 100
         assert app.screen.has_class("-narrow") is narrow
+        assert app.query_one(Footer).compact is narrow  # so help and quit stay visible
         for w, h in ((60, 16), (200, 60), (80, 24), (30, 10), size):
             await pilot.resize_terminal(w, h)
             await pilot.pause()

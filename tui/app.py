@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -179,6 +179,12 @@ class NNTuiApp(App[None]):
         self.query_one("#params").border_title = "parameters"
         self.query_one("#params").focus()
         self.request(Request(Action.LOOK))
+
+    def on_resize(self, event: events.Resize) -> None:
+        # Below 100 columns the roomy footer drops its last keys (help, quit) off the edge.
+        footer = self.query_one(Footer)
+        footer.compact = event.size.width < 100
+        footer.show_command_palette = event.size.width >= 100
 
     # ------------------------------------------------------------------ queue
     @property
