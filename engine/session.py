@@ -392,10 +392,13 @@ class Session:
         # Per parameter, a tensor bit-equal to its new value that nothing else holds, for the
         # checkpoint to keep instead of cloning the parameter again (see _checkpoint).
         self._step_params: list[torch.Tensor | None] = [None] * len(self.params)
+        # Δ and lr·g live only until summarised: two scratch buffers serve every parameter
+        # (a fresh multi-megabyte tensor costs more in page faults than the subtraction).
+        scratch = _Scratch(max((p.numel() for p in self.params), default=0))
         for i, (name, p) in enumerate(zip(self.names, self.params)):
             after = p.detach()
             self._phase_summaries[("data", name)] = after_s[i]
-            delta = after - before[i]
+            delta = torch.sub(after, before[i], out=scratch.get(0, after))
             matches = err = None
             if sgd and p.grad is not None:
                 g = p.grad
@@ -410,7 +413,7 @@ class Session:
                 if g.numel():
                     # max |Δ + lr·g|, with one temporary instead of three: lr·g + Δ equals
                     # Δ + lr·g bit for bit (float addition commutes).
-                    gap = g * self.lr
+                    gap = torch.mul(g, self.lr, out=scratch.get(1, g))
                     gap.add_(delta)
                     err = float(gap.abs_().max().item())
                 else:
@@ -630,6 +633,21 @@ def _replace_buffers(net: nn.Module, saved: tuple[torch.Tensor, ...]) -> None:
         for name, b in module._buffers.items():
             if b is not None and id(b) in new:
                 module._buffers[name] = new[id(b)]
+
+
+class _Scratch:
+    """Flat buffers reused as temporaries shaped like each parameter in turn."""
+
+    def __init__(self, numel: int) -> None:
+        self.numel = numel
+        self.buffers: dict[tuple[int, torch.dtype], torch.Tensor] = {}
+
+    def get(self, k: int, like: torch.Tensor) -> torch.Tensor:
+        key = (k, like.dtype)
+        buf = self.buffers.get(key)
+        if buf is None:
+            buf = self.buffers[key] = torch.empty(self.numel, dtype=like.dtype)
+        return buf[: like.numel()].view(like.shape)
 
 
 def _keep(store: dict[int, torch.Tensor], i: int) -> Callable[[torch.Tensor], None]:
