@@ -259,6 +259,8 @@ async def test_grad_fn_and_accumulation_views_follow_the_phases() -> None:
         # v cycles the views; a rewind does not switch them.
         assert tabs.active == "tab-accumulation"
         await press(pilot, "v")
+        assert tabs.active == "tab-diagnostics"
+        await press(pilot, "v")
         assert tabs.active == "tab-tensor"
         await press(pilot, "v")
         assert tabs.active == "tab-graph"

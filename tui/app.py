@@ -26,6 +26,7 @@ from .screens.help import HelpScreen
 from .stepper import Action, Request, Snapshot, perform
 from .widgets.accumulation import AccumulationPane
 from .widgets.codepane import CodePane
+from .widgets.diagnostics import DiagnosticsPane
 from .widgets.digitspane import DigitsPane
 from .widgets.errorbar import ErrorBar
 from .widgets.explainpane import ExplainPane
@@ -102,7 +103,11 @@ class NNTuiApp(App[None]):
             "g", "flip", "Data/grad", tooltip="Show the parameter's data or its grad", id="flip"
         ),
         Binding(
-            "v", "next_view", "View", tooltip="Tensor, grad_fn tree or accumulation", id="view"
+            "v",
+            "next_view",
+            "View",
+            tooltip="Tensor, grad_fn tree, accumulation or diagnostics",
+            id="view",
         ),
         Binding("r", "reset", "Reset", tooltip="Back to before define", id="reset"),
         Binding("tab", "focus_next", "Pane", tooltip="Move to the next pane", id="pane"),
@@ -169,6 +174,8 @@ class NNTuiApp(App[None]):
                         yield GradFnPane(id="graph")
                     with TabPane("accumulation", id="tab-accumulation"):
                         yield AccumulationPane(id="accumulation")
+                    with TabPane("diagnostics", id="tab-diagnostics"):
+                        yield DiagnosticsPane(id="diagnostics")
         yield ErrorBar(id="error")
         yield Footer()
 
@@ -262,6 +269,9 @@ class NNTuiApp(App[None]):
             self._graph_drawn = graph
             self.query_one(GradFnPane).show_graph(graph)
         self.query_one(AccumulationPane).update_from(snap.records, snap.selected)
+        diagnostics = self.query_one(DiagnosticsPane)
+        diagnostics.show(snap.last)
+        self.query_one(TabbedContent).get_tab("tab-diagnostics").label = diagnostics.label
         if snap.action is Action.NEXT and isinstance(snap.result, PhaseRecord):
             view = VIEW_AFTER.get(snap.result.phase)
             if view:

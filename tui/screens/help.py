@@ -36,7 +36,7 @@ one already in `.grad`, so the grad after the second backward is the sum of both
 | `←` `p` | rewind one phase (restores params, grads, optimizer and RNG) |
 | `a` | toggle accumulate (skip `zero_grad`) |
 | `g` | show the selected parameter's data or its grad |
-| `v` | next view: tensor · grad_fn · accumulation |
+| `v` | next view: tensor · grad_fn · accumulation · diagnostics |
 | `r` | reset to before `define` |
 | `tab` / `shift+tab` | move between panes (↑/↓ in the table selects a parameter) |
 | `?` | this help |
