@@ -78,10 +78,10 @@ def test_one_iteration_in_a_real_terminal_then_quit(tmux: tuple[Tmux, Path]) -> 
         lambda s: (
             "▶ forward" in s
             and "iteration 1 · next: forward (iteration 2)" in s
-            and "conv1.weight" in s  # the parameter table
+            and "conv1.weight" in s  # the parameter table …
+            and "fc3.bias" in s  # … all ten rows of it
             and "optimizer.step()" in s  # the code pane
-            and "after step" in s
-        ),  # the output pane: print(net.conv1.bias) after the step
+        ),
         30,
     )
     t.run("send-keys", "-t", SESSION, "q")
