@@ -186,6 +186,16 @@ class NNTuiApp(App[None]):
         self.query_one("#params").border_title = "parameters"
         self.query_one("#params").focus()
         self.request(Request(Action.LOOK))
+        self.call_after_refresh(self._warm_up)
+
+    @work(thread=True, exit_on_error=False, group="warm-up")
+    def _warm_up(self) -> None:
+        """Import what the first ``define`` would, while the first screen is being read.
+
+        PyTorch's first ``optim.SGD(...)`` imports ``torch._dynamo`` (over a second on a
+        shared 2-core machine): without this, the first key press waited for it.
+        """
+        import torch._dynamo  # noqa: F401
 
     def on_resize(self, event: events.Resize) -> None:
         # Below 100 columns the roomy footer drops its last keys (help, quit) off the edge.
