@@ -20,6 +20,7 @@ alternates each repetition) and medians are reported. Sections:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -43,7 +44,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
 from engine.history import DEFAULT_BUDGET_BYTES  # noqa: E402
-from engine.phases import LOOP  # noqa: E402
+from engine.phases import LOOP, Phase  # noqa: E402
 from engine.recipe import MODELS, Recipe, build  # noqa: E402
 from engine.records import PhaseError  # noqa: E402
 from engine.session import Session  # noqa: E402
@@ -377,8 +378,254 @@ def bench_gradtree(graph: Any, reps: int) -> dict[str, Any]:
     return asyncio.run(_gradtree_async(graph, reps))
 
 
+class FrameSpy:
+    """Times the frames an app paints: wraps ``App._display``, where every screen update ends.
+
+    Headless (pilot) apps skip turning the update into terminal bytes; the spy does that part
+    too, so a frame costs what it would cost on a real terminal. ``probe`` is evaluated at each
+    frame, so a waiter can ask for the first frame that *shows* a state, not merely one after it.
+    """
+
+    def __init__(self, app: Any, probe: Callable[[], Any]) -> None:
+        from textual._compositor import CompositorUpdate
+
+        self.frames: list[tuple[float, Any]] = []
+        self.probe = probe
+        display = app._display
+
+        def spy(screen: Any, renderable: Any) -> None:
+            display(screen, renderable)
+            if renderable is None:
+                return
+            if isinstance(renderable, CompositorUpdate):
+                renderable.render_segments(app.console)
+            self.frames.append((time.perf_counter(), self.probe()))
+
+        app._display = spy
+
+    async def first(self, since: float, want: Any, timeout: float = 120.0) -> float:
+        """Time of the first frame after ``since`` whose probe equals ``want``."""
+        import asyncio
+
+        deadline = time.perf_counter() + timeout
+        while True:
+            hits = [t for t, seen in self.frames if t >= since and seen == want]
+            if hits:
+                return hits[0]
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"no frame showed {want!r}")
+            await asyncio.sleep(0.0005)
+
+
 async def _gradtree_async(graph: Any, reps: int) -> dict[str, Any]:
-    raise NotImplementedError  # filled in when the widget lands
+    """First render of a >10,000-node graph, expanding frontier nodes, revealing the deepest."""
+    import asyncio
+
+    from textual.app import App, ComposeResult
+
+    from tui.widgets.gradtree import GradFnPane
+
+    class PaneApp(App[None]):
+        CSS_PATH = str(ROOT / "tui" / "styles" / "gradtree.tcss")
+
+        def compose(self) -> ComposeResult:
+            yield GradFnPane(id="pane")
+
+    app = PaneApp()
+    marks: dict[str, int] = {"state": 0}
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.query_one(GradFnPane)
+        spy = FrameSpy(app, lambda: marks["state"])
+        await pilot.pause()
+
+        async def timed(action: Callable[[], Any]) -> float:
+            await asyncio.sleep(0.02)
+            marks["state"] += 1  # frames from here on show the action's result
+            t0 = time.perf_counter()
+            action()
+            return await spy.first(t0, marks["state"]) - t0
+
+        floor = [await timed(pane.tree.refresh) for _ in range(reps)]
+        first = [await timed(lambda: pane.show_graph(graph)) for _ in range(max(3, reps // 3))]
+        expand: list[float] = []
+        for _ in range(reps):
+            # The frontier: an expandable node whose children were never built.
+            node = pane.tree.root
+            while node.children and node.is_expanded:
+                kids = [c for c in node.children if c.allow_expand]
+                if not kids:
+                    break
+                node = kids[-1]
+            if node.is_expanded or not node.allow_expand:
+                break
+            expand.append(await timed(node.expand))
+        deepest = len(graph) - 1
+        reveal = [await timed(lambda: pane.reveal(deepest)) for _ in range(3)]
+        for _ in range(3):
+            reveal.append(await timed(lambda: pane.reveal(1)))
+    return {
+        "tree_refresh_floor_ms": median(floor) * 1e3,
+        "tree_first_render_ms": median(first) * 1e3,
+        "tree_first_render_ratio": median(first) / median(floor),
+        "tree_expand_p50_ms": median(expand) * 1e3,
+        "tree_expand_p95_ms": pct(expand, 0.95) * 1e3,
+        "tree_expand_samples": len(expand),
+        "tree_reveal_p95_ms": pct(reveal, 0.95) * 1e3,
+        "tree_meets_goal": max(median(first), pct(expand, 0.95), pct(reveal, 0.95)) <= 0.1,
+    }
+
+
+# ----------------------------------------------------------------------------- latency
+def send_key(app: Any, key: str) -> None:
+    """Deliver a key as the terminal driver does (``pilot.press`` would wait for the phase)."""
+    from textual import events
+
+    chars = {"space": " ", "question_mark": "?", "escape": "\x1b"}
+    event = events.Key(key, chars.get(key, key if len(key) == 1 else None))
+    event.set_sender(app)
+    app._driver.send_message(event)
+
+
+async def _latency_async(recipe: Recipe, iterations: int) -> dict[str, Any]:
+    import asyncio
+
+    from tui.app import NNTuiApp
+    from tui.pilot import settle
+    from tui.widgets.phasebar import PhaseBar
+
+    app = NNTuiApp(recipe)
+    app.animation_level = "none"
+    compute: dict[str, list[float]] = {}
+    latency: dict[str, list[float]] = {}
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        session = app.session
+        run_next = session.run_next
+
+        def timed_run_next() -> Any:  # the engine's share of each key press
+            t0 = time.perf_counter()
+            result = run_next()
+            compute.setdefault(result.phase.value, []).append(time.perf_counter() - t0)
+            return result
+
+        session.run_next = timed_run_next  # type: ignore[method-assign]
+        bar = app.query_one(PhaseBar)
+        spy = FrameSpy(app, lambda: (bar.state.done, bar.state.iteration, bar.state.busy))
+        for _ in range(iterations * len(LOOP) + 1):
+            phase, iteration = session.next_phase, session.next_iteration
+            await asyncio.sleep(0.05)  # a person's pause between keys; lets the machine settle
+            t0 = time.perf_counter()
+            send_key(app, "space")
+            shown = await spy.first(t0, (phase, iteration, ""))
+            latency.setdefault(phase.value, []).append(shown - t0)
+        await settle(pilot)
+    out: dict[str, Any] = {}
+    for key, xs in latency.items():
+        c = median(compute[key])
+        out[key] = {
+            "p50_ms": median(xs) * 1e3,
+            "p95_ms": pct(xs, 0.95) * 1e3,
+            "compute_ms": c * 1e3,
+            "p95_over_compute_ms": (pct(xs, 0.95) - c) * 1e3,
+            "samples": len(xs),
+        }
+    return out
+
+
+def bench_latency(quick: bool) -> dict[str, Any]:
+    import asyncio
+
+    cases = [("tutorial Net", Recipe(), 3 if quick else 15, 0.050, False)]
+    cases.append(("MLP 20x1024 b64", Recipe(model="bench-mlp"), 1 if quick else 4, 0.050, True))
+    out: dict[str, Any] = {}
+    for label, recipe, iterations, goal, over_compute in cases:
+        phases = asyncio.run(_latency_async(recipe, iterations))
+        loop = [v for k, v in phases.items() if k != "define"]
+        worst = max(v["p95_over_compute_ms"] if over_compute else v["p95_ms"] for v in loop)
+        out[label] = {
+            "phases": phases,
+            "goal": f"p95 <= compute + {goal * 1e3:.0f} ms"
+            if over_compute
+            else f"p95 <= {goal * 1e3:.0f} ms",
+            "worst_ms": worst,
+            "meets_goal": worst <= goal * 1e3,
+        }
+    return out
+
+
+# ----------------------------------------------------------------------------- first frame
+def first_frame_once(timeout: float = 120.0) -> float:
+    """Seconds from starting ``nntui`` on a 120x40 pseudo-terminal to its first full frame."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    nntui = str(Path(sys.executable).with_name("nntui"))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env["TERM"] = "xterm-256color"
+    t0 = time.perf_counter()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: size its terminal, then become nntui
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        os.chdir(ROOT)
+        os.execve(nntui, [nntui], env)
+    seen = b""
+    shown = None
+    reaped = False
+    try:
+        while shown is None:
+            if time.perf_counter() - t0 > timeout:
+                raise TimeoutError("nntui drew no first frame")
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                seen += os.read(fd, 65536)
+                # The phase bar (top) and the footer (bottom) both drawn: a whole frame.
+                if "▶ define".encode() in seen and b"Quit" in seen:
+                    shown = time.perf_counter() - t0
+        os.write(fd, b"q")
+        deadline = time.perf_counter() + 30
+        while time.perf_counter() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                reaped = True
+                if os.waitstatus_to_exitcode(status) != 0:
+                    raise RuntimeError(f"nntui exited with {os.waitstatus_to_exitcode(status)}")
+                break
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                # Drain what it draws on the way out; EIO once the child closed its side.
+                with contextlib.suppress(OSError):
+                    os.read(fd, 65536)
+        else:
+            raise TimeoutError("nntui did not quit on q")
+    finally:
+        os.close(fd)
+        if not reaped:  # an error above: stop the one process this function started
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+    assert shown is not None
+    return shown
+
+
+def bench_first_frame(reps: int) -> dict[str, Any]:
+    frame: list[float] = []
+    floor: list[float] = []
+    for rep in range(reps):
+        for side in (0, 1) if rep % 2 == 0 else (1, 0):
+            if side == 0:
+                frame.append(first_frame_once())
+            else:
+                floor.append(run_wall([sys.executable, "-c", "import torch, textual.app"]))
+    over = median(frame) - median(floor)
+    return {
+        "first_frame_ms": median(frame) * 1e3,
+        "import_floor_ms": median(floor) * 1e3,
+        "first_frame_ratio": median(frame) / median(floor),
+        "first_frame_over_floor_ms": over * 1e3,
+        "first_frame_meets_goal": over <= 0.5,
+    }
 
 
 # ----------------------------------------------------------------------------- startup
@@ -508,10 +755,21 @@ def report(results: dict[str, Any]) -> str:
                 f"(goal <= +500 ms {'ok' if s['first_frame_meets_goal'] else 'MISSED'})"
             )
     if "latency" in results:
-        lat = results["latency"]
-        rows = [["key -> screen", *[p for p in lat["phases"]], "goal"]]
-        for stat in ("p50", "p95"):
-            rows.append([stat, *[f"{v[stat + '_ms']:.0f} ms" for v in lat["phases"].values()], ""])
+        rows = [["key -> screen (ms)", "", *[p.value for p in (Phase.DEFINE, *LOOP)], "goal"]]
+        for label, r in results["latency"].items():
+            ph = r["phases"]
+            keys = [p.value for p in (Phase.DEFINE, *LOOP)]
+            for i, (stat, name) in enumerate(
+                (("p50_ms", "p50"), ("p95_ms", "p95"), ("compute_ms", "engine"))
+            ):
+                rows.append(
+                    [
+                        label if i == 0 else "",
+                        name,
+                        *[f"{ph[k][stat]:.0f}" if k in ph else "-" for k in keys],
+                        (f"{r['goal']} {'ok' if r['meets_goal'] else 'MISSED'}" if i == 0 else ""),
+                    ]
+                )
         out += ["", table(rows)]
     return "\n".join(out)
 
@@ -530,7 +788,16 @@ def main(argv: list[str] | None = None) -> int:
         help="history budget for the history section (default: the app's, 512)",
     )
     ap.add_argument("--only", action="append", choices=SECTIONS, help="run only these sections")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: on a shared machine OpenMP threads spinning "
+        "against other processes swing timings a hundredfold; 0 keeps torch's default)",
+    )
     args = ap.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     sections = args.only or list(SECTIONS)
     register_models()
     reps = 5 if args.quick else 15
@@ -545,6 +812,9 @@ def main(argv: list[str] | None = None) -> int:
         results["graph"] = bench_graph(reps)
     if "startup" in sections:
         results["startup"] = bench_help(reps)
+        results["startup"].update(bench_first_frame(3 if args.quick else 7))
+    if "latency" in sections:
+        results["latency"] = bench_latency(args.quick)
     results["machine"] = machine()
     text = report(results)
     print(text)
