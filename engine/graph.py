@@ -7,11 +7,13 @@ appear once (the graph is a DAG), and ``None`` slots of ``next_functions`` are k
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from .modulemap import ModuleCall, assign_modules, module_kinds
 
 _SAVED_PREFIX = "_saved_"
 # ``_saved_*`` attribute names depend only on the node type; dir() is the slow part of a walk.
@@ -36,6 +38,9 @@ class GradNode:
     slot: int  # which ``next_functions`` slot of the parent leads here
     children: tuple[int | None, ...]
     saved: tuple[SavedValue, ...]
+    # The innermost submodule whose forward created the node (``engine.modulemap``); None for
+    # the loss, the root module's own functional ops, or a graph walked without module calls.
+    module: str | None = None
 
     @property
     def label(self) -> str:
@@ -47,6 +52,8 @@ class GradGraph:
     """Nodes in breadth-first order from the root; ``nodes[0]`` is ``loss.grad_fn``."""
 
     nodes: tuple[GradNode, ...]
+    # ``(module name, type name)`` of every submodule the forward called, for labels.
+    modules: tuple[tuple[str, str], ...] = ()
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -67,6 +74,22 @@ class GradGraph:
     def path(self, node_id: int, root: str = "loss.grad_fn") -> str:
         """``loss.grad_fn.next_functions[0][0].next_functions[1][0]`` — how to reach it."""
         return root + "".join(f".next_functions[{s}][0]" for s in self.slots(node_id))
+
+    def module_type(self, name: str) -> str | None:
+        """``BasicBlock`` for ``layer1.0``; None for a module the forward did not call."""
+        return dict(self.modules).get(name)
+
+    def module_sizes(self) -> dict[str, int]:
+        """Nodes per module, counting those of its submodules too (``layer1`` ⊇ ``layer1.0``)."""
+        sizes: dict[str, int] = {}
+        for node in self.nodes:
+            if node.module is None:
+                continue
+            parts = node.module.split(".")
+            for k in range(1, len(parts) + 1):
+                prefix = ".".join(parts[:k])
+                sizes[prefix] = sizes.get(prefix, 0) + 1
+        return sizes
 
     def accumulate_nodes(self) -> tuple[GradNode, ...]:
         return tuple(n for n in self.nodes if n.name == "AccumulateGrad")
@@ -147,10 +170,13 @@ def walk_grad_fn(
     param_names: Mapping[int, str] | None = None,
     *,
     with_saved: bool = True,
+    calls: Sequence[ModuleCall] = (),
 ) -> GradGraph:
     """Capture the graph reachable from ``root`` (a ``grad_fn``), breadth first.
 
-    ``param_names`` maps ``id(parameter)`` to its name, for ``AccumulateGrad.variable``.
+    ``param_names`` maps ``id(parameter)`` to its name, for ``AccumulateGrad.variable``;
+    ``calls`` (from ``engine.modulemap.record_calls`` during the forward) tag each node with
+    the module that created it.
     """
     if root is None:
         return GradGraph(())
@@ -179,12 +205,18 @@ def walk_grad_fn(
                 queue.append(j)
             kids.append(j)
         children.append(tuple(kids))
+    kinds = [type(fn).__name__ for fn in fns]
+    owners: list[str | None] = (
+        assign_modules(calls, index, children, [k == "AccumulateGrad" for k in kinds])
+        if calls
+        else [None] * len(fns)
+    )
     nodes = []
     for i, fn in enumerate(fns):
-        name = type(fn).__name__
+        name = kinds[i]
         param = None
         if name == "AccumulateGrad":
             param = names.get(id(fn.variable), "<leaf>")
         saved = _saved_values(fn) if with_saved else ()
-        nodes.append(GradNode(i, name, param, parents[i], slots[i], children[i], saved))
-    return GradGraph(tuple(nodes))
+        nodes.append(GradNode(i, name, param, parents[i], slots[i], children[i], saved, owners[i]))
+    return GradGraph(tuple(nodes), module_kinds(calls))

@@ -20,6 +20,7 @@ from .checks import cross_entropy_nn_vs_f, optimizer_state_lines, sgd_vs_manual
 from .codegen import phase_code
 from .graph import walk_grad_fn
 from .history import DEFAULT_BUDGET_BYTES, Checkpoint, History
+from .modulemap import ModuleCall, record_calls
 from .phases import Phase, next_iteration, next_phase
 from .recipe import Recipe, RecipeError, Setup, build
 from .records import (
@@ -85,6 +86,8 @@ class Session:
         self.activations: dict[str, torch.Tensor] = {}
         # Modules whose forward output held NaN/Inf, in the order they returned.
         self.nonfinite_modules: tuple[str, ...] = ()
+        # The submodule calls of the forward behind ``output``: the loss tags its graph with them.
+        self._module_calls: tuple[ModuleCall, ...] = ()
         self._param_states: list[ParamState] = []
         self.history.clear()
         self.history.push(Checkpoint(None, 0, rng=torch.get_rng_state()))
@@ -148,7 +151,13 @@ class Session:
         """Run the next phase. On any exception the session is restored and an error returned."""
         phase = self.next_phase
         iteration = self.next_iteration
-        live = (self.output, self.loss, dict(self.activations), self.nonfinite_modules)
+        live = (
+            self.output,
+            self.loss,
+            dict(self.activations),
+            self.nonfinite_modules,
+            self._module_calls,
+        )
         try:
             record = self._run(phase, iteration)
         # User model code can raise anything; this is the one place it is caught and reported.
@@ -157,7 +166,13 @@ class Session:
             rebuild = phase is Phase.BACKWARD
             self._restore(self.history.current, recompute=rebuild)
             if not rebuild:
-                self.output, self.loss, self.activations, self.nonfinite_modules = live
+                (
+                    self.output,
+                    self.loss,
+                    self.activations,
+                    self.nonfinite_modules,
+                    self._module_calls,
+                ) = live
             original = exc.original if isinstance(exc, ModuleFailure) else exc
             return PhaseError(phase, iteration, type(original).__name__, _message(exc))
         self.records.append(record)
@@ -232,9 +247,11 @@ class Session:
         self._forward_rng = torch.get_rng_state()
         captured: dict[str, tuple[str, torch.Tensor]] = {}
         nonfinite: list[str] = []
-        with _capture(self.setup.net, captured, nonfinite):
+        calls: list[ModuleCall] = []
+        with _capture(self.setup.net, captured, nonfinite), record_calls(self.setup.net, calls):
             output = self.setup.net(input)
         self.output = output
+        self._module_calls = tuple(calls)
         self.loss = None
         self.activations = {name: t for name, (_, t) in captured.items()}
         self.nonfinite_modules = tuple(nonfinite)
@@ -272,7 +289,11 @@ class Session:
                 f"loss is {value} (NaN guard): the step would poison every weight{first}"
             )
         self.loss = loss
-        graph = walk_grad_fn(loss.grad_fn, {id(p): n for n, p in zip(self.names, self.params)})
+        graph = walk_grad_fn(
+            loss.grad_fn,
+            {id(p): n for n, p in zip(self.names, self.params)},
+            calls=self._module_calls,
+        )
         printed = [f"print(loss)\n{loss!r}"]
         node = loss.grad_fn
         labels = [
@@ -598,10 +619,13 @@ class Session:
         torch.set_rng_state(cp.forward_rng)
         input, target = self.setup.data.batch(cp.iteration)
         nonfinite: list[str] = []
-        # Captured again only to know which module first went non-finite (the loss names it).
-        with _capture(self.setup.net, {}, nonfinite):
+        calls: list[ModuleCall] = []
+        # Captured again to know which module first went non-finite (the loss names it) and
+        # which module made each graph node (the loss tags them).
+        with _capture(self.setup.net, {}, nonfinite), record_calls(self.setup.net, calls):
             self.output = self.setup.net(input)
         self.nonfinite_modules = tuple(nonfinite)
+        self._module_calls = tuple(calls)
         if cp.done is not Phase.FORWARD:
             self.loss = self.setup.criterion(self.output, target)
         # The recomputed forward moved BatchNorm statistics again; the new graph saved the

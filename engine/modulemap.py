@@ -1,0 +1,141 @@
+"""Which submodule's forward created each node of the autograd graph.
+
+During the forward, a pre-hook on every submodule notes the ``grad_fn`` of each tensor it is
+given and a hook the ``grad_fn`` of each tensor it returns (``record_calls``). The nodes a call
+created are those reachable from its outputs without passing through its inputs: autograd
+edges point from a result to what it was computed from, so walking down from the output and
+stopping at the inputs' nodes covers exactly the module's own work (``AccumulateGrad`` of the
+parameters it used included; it has no edges to follow). Nested modules overlap, and the
+deepest one (most dotted name parts) wins: a node is tagged with the innermost module that ran
+it. Nodes made by functional ops in the root module's own ``forward`` (``torch.flatten`` in
+the tutorial's Net) belong to no submodule and stay untagged, as does the loss node.
+
+The walk runs on the integer graph ``engine.graph.walk_grad_fn`` already built, so tagging a
+10,000-node graph costs a few milliseconds (see ``tests/test_modulemap.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.nn.modules.module import (
+    register_module_forward_hook,
+    register_module_forward_pre_hook,
+)
+
+
+@dataclass(frozen=True)
+class ModuleCall:
+    """One call of a submodule's forward: the graph nodes at its borders."""
+
+    name: str  # dotted path from the root, e.g. ``layer1.0.conv1`` (never the root's "")
+    kind: str  # ``type(module).__name__``
+    inputs: tuple[Any, ...]  # grad_fns of the tensors it was given (args and kwargs)
+    outputs: tuple[Any, ...]  # grad_fns of the tensors it returned
+
+
+def _grad_fns(obj: Any, out: list[Any]) -> None:
+    """Append the ``grad_fn`` of every tensor in ``obj`` (nested tuples, lists and dicts)."""
+    if type(obj) is tuple and len(obj) == 1 and isinstance(obj[0], torch.Tensor):
+        obj = obj[0]  # the common ``forward(x)``: skip a recursion per call
+    if isinstance(obj, torch.Tensor):
+        if obj.grad_fn is not None:
+            out.append(obj.grad_fn)
+    elif isinstance(obj, (tuple, list)):
+        for item in obj:
+            _grad_fns(item, out)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            _grad_fns(item, out)
+
+
+@contextmanager
+def record_calls(net: nn.Module, calls: list[ModuleCall]) -> Iterator[None]:
+    """Inside this block every submodule call of ``net`` is appended to ``calls`` on return.
+
+    Two global module hooks instead of two per module: registering and removing thousands of
+    per-module hooks costs far more than the calls themselves (250 ms for 8,000 modules).
+    Other modules (another model in another thread) are ignored by identity.
+    """
+    names = {id(m): name for name, m in net.named_modules() if name}  # the root stays untagged
+    # A module may be re-entered before it returns (recursion, a module calling itself through
+    # a parent): its pending inputs are a stack.
+    pending: dict[int, list[tuple[Any, ...]]] = {}
+
+    def pre(mod: nn.Module, args: tuple[Any, ...]) -> None:
+        if id(mod) in names:
+            found: list[Any] = []
+            _grad_fns(args, found)  # before the forward: an in-place op may rebind grad_fn
+            pending.setdefault(id(mod), []).append(tuple(found))
+
+    def post(mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> None:
+        name = names.get(id(mod))
+        if name is None:
+            return
+        stack = pending.get(id(mod))
+        found = list(stack.pop()) if stack else []
+        if kwargs:  # the global pre-hook does not see kwargs; their tensors are the same now
+            _grad_fns(kwargs, found)
+        out: list[Any] = []
+        _grad_fns(result, out)
+        calls.append(ModuleCall(name, type(mod).__name__, tuple(found), tuple(out)))
+
+    handles = [
+        register_module_forward_pre_hook(pre),
+        register_module_forward_hook(post, with_kwargs=True),
+    ]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def assign_modules(
+    calls: Sequence[ModuleCall],
+    index: dict[int, int],
+    children: Sequence[tuple[int | None, ...]],
+    leaf: Sequence[bool],
+) -> list[str | None]:
+    """The innermost module of each node of an integer graph (``None``: no submodule).
+
+    ``index`` maps ``id(grad_fn)`` to a node number, ``children`` are each node's
+    ``next_functions`` as node numbers, ``leaf`` marks ``AccumulateGrad`` nodes. The grad_fn
+    objects in ``calls`` must still be alive (they are: the graph holds them).
+    """
+    n = len(children)
+    module: list[str | None] = [None] * n
+    depth = [0] * n
+    for call in calls:
+        stop = {index[id(f)] for f in call.inputs if id(f) in index}
+        starts = [index[id(f)] for f in call.outputs if id(f) in index]
+        stack = [s for s in starts if s not in stop]
+        if not stack:
+            continue  # returned its input unchanged (Identity), or not part of this graph
+        d = call.name.count(".") + 1
+        seen = set(stack)
+        while stack:
+            i = stack.pop()
+            if d > depth[i]:
+                module[i] = call.name
+                depth[i] = d
+            if leaf[i]:
+                continue
+            for c in children[i]:
+                if c is not None and c not in seen and c not in stop:
+                    seen.add(c)
+                    stack.append(c)
+    return module
+
+
+def module_kinds(calls: Sequence[ModuleCall]) -> tuple[tuple[str, str], ...]:
+    """``(name, type name)`` of every module called, each once, in the order they returned."""
+    kinds: dict[str, str] = {}
+    for call in calls:
+        kinds.setdefault(call.name, call.kind)
+    return tuple(kinds.items())
