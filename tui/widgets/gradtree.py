@@ -10,6 +10,13 @@ Textual's ``Tree`` lays itself out recursively and keeps each line's full path, 
 thousands of levels deep (a long ``nn.Sequential``) cannot be opened in one tree. Below
 ``MAX_DEPTH`` levels a "continue" leaf re-roots the tree at that node instead; a leaf at the
 top of a re-rooted tree leads back to ``loss.grad_fn``.
+
+A graph of more than ``GROUP_ABOVE`` nodes is shown collapsed by module: where a node's
+module (``GradNode.module``, the innermost module whose forward made it) leaves the module of
+the node above, a collapsed group line ``layer1.0 (BasicBlock) · 23 nodes`` stands in for it;
+opening the group shows the node and the levels below it up to the next group. The group is
+the outermost module entered at that edge (from the top of a ``Sequential`` of blocks, each
+block is a group). Smaller graphs are shown node by node, exactly as before.
 """
 
 from __future__ import annotations
@@ -40,7 +47,8 @@ SLOT_NAMES: dict[str, tuple[str, ...]] = {
     "NativeBatchNormBackward0": ("input", "weight", "bias"),
 }
 NONE_FALLBACK = "target / input"
-MAX_DEPTH = 64  # tree levels below the shown root; far inside Python's recursion limit
+MAX_DEPTH = 64  # graph levels below the shown root; far inside Python's recursion limit
+GROUP_ABOVE = 300  # nodes: a bigger graph is shown collapsed by module
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,7 @@ class Entry:
     slot: int
     ref: bool = False  # a later occurrence of a shared node (expanded elsewhere)
     jump: bool = False  # selecting it re-roots the tree at ``node_id`` (0: back to the top)
+    group: str | None = None  # a module group line; opening it shows node ``node_id``
 
 
 def slot_name(parent: GradNode, slot: int) -> str:
@@ -79,6 +88,29 @@ def ref_label(graph: GradGraph, node: GradNode) -> Text:
     return text
 
 
+def entered_module(parent: str | None, child: str | None) -> str | None:
+    """The outermost module ``child`` is in and ``parent`` is not; None if none is entered.
+
+    ``layer2.1.conv1`` → ``layer2.0.relu2`` enters ``layer2.0``; ``layer1.0.relu2`` →
+    ``layer1.0`` (back out to the block's own add) enters nothing.
+    """
+    if child is None:
+        return None
+    theirs = parent.split(".") if parent else []
+    mine = child.split(".")
+    common = 0
+    while common < min(len(theirs), len(mine)) and theirs[common] == mine[common]:
+        common += 1
+    return ".".join(mine[: common + 1]) if len(mine) > common else None
+
+
+def group_label(graph: GradGraph, module: str, size: int) -> Text:
+    text = Text(module, style="bold cyan")
+    text.append(f" ({graph.module_type(module) or 'module'})", style="cyan")
+    text.append(f" · {size} nodes", style="dim")
+    return text
+
+
 def depth_below(graph: GradGraph, node_id: int) -> int:
     """Levels of the (breadth-first) tree below a node; iterative, graphs can be deep."""
     deepest = 0
@@ -92,9 +124,24 @@ def depth_below(graph: GradGraph, node_id: int) -> int:
     return deepest
 
 
-def details_text(graph: GradGraph, entry: Entry) -> Text:
-    """Path from ``loss.grad_fn``, saved tensors, and the parameter of an AccumulateGrad."""
+def details_text(graph: GradGraph, entry: Entry, sizes: dict[str, int] | None = None) -> Text:
+    """Path from ``loss.grad_fn``, saved tensors, and the parameter of an AccumulateGrad.
+
+    ``sizes`` (nodes per module) is given when the graph is shown by module groups; then a
+    node's module is named too.
+    """
     out = Text()
+    if entry.group is not None:
+        assert entry.node_id is not None
+        size = (sizes or {}).get(entry.group, 0)
+        out.append_text(group_label(graph, entry.group, size))
+        out.append(
+            f"\n{size} nodes of this graph were made by {entry.group}'s forward (its "
+            "submodules' included). Open the group to see them; it starts at "
+            f"{graph.nodes[entry.node_id].label}."
+        )
+        out.append(f"\npath   {graph.path(entry.node_id)}", style="dim")
+        return out
     if entry.jump:
         assert entry.node_id is not None
         if entry.node_id == 0:
@@ -122,6 +169,9 @@ def details_text(graph: GradGraph, entry: Entry) -> Text:
         out.append("  (shared: reached again here)", style="dim")
     out.append("\npath   ", style="dim")
     out.append(graph.path(node.id))
+    if sizes is not None and node.module is not None:
+        out.append("\nmodule ", style="dim")
+        out.append(f"{node.module} ({graph.module_type(node.module) or 'module'})")
     if node.param is not None:
         out.append("\nparam  ", style="dim")
         out.append(node.param, style="bold")
@@ -159,6 +209,7 @@ class GradFnPane(Vertical):
         *,
         expand_depth: int = 4,
         expand_budget: int = 64,
+        group_above: int = GROUP_ABOVE,
         id: str | None = None,
         classes: str | None = None,
         name: str | None = None,
@@ -166,8 +217,12 @@ class GradFnPane(Vertical):
         super().__init__(id=id, classes=classes, name=name)
         self.expand_depth = expand_depth  # levels opened by default below the root
         self.expand_budget = expand_budget  # … but never more nodes than this
+        self.group_above = group_above  # more nodes than this: collapsed by module
         self.graph: GradGraph | None = None
         self._built: set[int] = set()  # tree-node ids whose children exist
+        self._opened: set[int] = set()  # group tree-node ids whose first levels were opened
+        self.grouped = False  # this graph is shown by module groups
+        self._sizes: dict[str, int] = {}  # nodes per module (groups' counts)
 
     def compose(self) -> ComposeResult:
         tree: Tree[Entry] = Tree("grad_fn", id="gradfn-tree", classes="gradfn-tree")
@@ -189,6 +244,12 @@ class GradFnPane(Vertical):
         """Show a new graph (``None``: no loss yet); only the first levels are built."""
         self.graph = graph
         self._built.clear()
+        self.grouped = (
+            graph is not None
+            and len(graph) > self.group_above
+            and any(n.module is not None for n in graph.nodes)
+        )
+        self._sizes = graph.module_sizes() if graph is not None and self.grouped else {}
         tree = self.tree
         if graph is None or graph.root is None:
             message = (
@@ -252,6 +313,10 @@ class GradFnPane(Vertical):
                 and not c.data.ref
                 and not c.data.jump
             )
+            if node.data is not None and node.data.group is not None:
+                self._populate(node)  # a module group stands in for the node: open it
+                node.expand()
+                node = node.children[0]
         self._show_details(node)
         # Line numbers of freshly added nodes are known only after the tree re-lays out.
         self.tree.call_after_refresh(self.tree.move_cursor, node)
@@ -263,6 +328,7 @@ class GradFnPane(Vertical):
         graph = self.graph
         assert graph is not None
         self._built.clear()
+        self._opened.clear()
         tree = self.tree
         node = graph.nodes[node_id]
         label = node_label(node)
@@ -288,6 +354,8 @@ class GradFnPane(Vertical):
             for node in level:
                 if budget <= 0:
                     return
+                if node is not root and node.data is not None and node.data.group is not None:
+                    continue  # groups stay closed until opened
                 if self._populate(node):
                     node.expand()
                     budget -= len(node.children)
@@ -303,6 +371,14 @@ class GradFnPane(Vertical):
         if tree_node.id in self._built:
             return True
         node = graph.nodes[entry.node_id]
+        if entry.group is not None:
+            self._built.add(tree_node.id)
+            tree_node.add(
+                node_label(node),
+                Entry(node.id, entry.parent, entry.slot),
+                allow_expand=bool(node.children),
+            )
+            return True
         if not node.children:
             return False
         self._built.add(tree_node.id)
@@ -320,7 +396,15 @@ class GradFnPane(Vertical):
             child = graph.nodes[child_id]
             # Expanded only under the parent and slot that reached it first (its path).
             owner = child.parent == node.id and child.slot == slot
-            if owner:
+            group = entered_module(node.module, child.module) if self.grouped else None
+            if owner and group is not None and self._sizes.get(group, 0) > 1:
+                # A one-node module (a ReLU) would only add a line: shown as its node.
+                tree_node.add(
+                    group_label(graph, group, self._sizes[group]),
+                    Entry(child_id, node.id, slot, group=group),
+                    allow_expand=True,
+                )
+            elif owner:
                 tree_node.add(
                     node_label(child),
                     Entry(child_id, node.id, slot),
@@ -333,6 +417,12 @@ class GradFnPane(Vertical):
     # ------------------------------------------------------------------ events
     def on_tree_node_expanded(self, event: Tree.NodeExpanded[Entry]) -> None:
         event.stop()
+        entry = event.node.data
+        if entry is not None and entry.group is not None and event.node.id not in self._opened:
+            # Once only: expanding posts NodeExpanded again, which must not loop.
+            self._opened.add(event.node.id)
+            self._open_levels(event.node)
+            return
         self._populate(event.node)
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[Entry]) -> None:
@@ -353,12 +443,14 @@ class GradFnPane(Vertical):
         entry = tree_node.data
         if self.graph is None or entry is None:
             return
-        self.details.update(details_text(self.graph, entry))
+        self.details.update(details_text(self.graph, entry, self._sizes if self.grouped else None))
 
 
 def _depth(tree_node: TreeNode[Entry]) -> int:
+    """Graph levels above ``tree_node``: group lines are not levels of the graph."""
     depth = 0
     while tree_node.parent is not None:
         tree_node = tree_node.parent
-        depth += 1
+        if tree_node.data is None or tree_node.data.group is None:
+            depth += 1
     return depth
