@@ -6,6 +6,7 @@ queue to one thread worker at a time, which posts back an immutable ``Snapshot``
 
 from __future__ import annotations
 
+import gc
 from collections import deque
 from dataclasses import dataclass
 
@@ -194,8 +195,14 @@ class NNTuiApp(App[None]):
 
         PyTorch's first ``optim.SGD(...)`` imports ``torch._dynamo`` (over a second on a
         shared 2-core machine): without this, the first key press waited for it.
+
+        Then ``gc.freeze()``: torch, Textual and dynamo leave millions of long-lived objects,
+        and every full collection walked them all, a 200 ms pause every few key presses
+        (tools/bench.py's latency p95). Frozen, they are skipped; new garbage is still freed.
         """
         import torch._dynamo  # noqa: F401
+
+        gc.freeze()
 
     def on_resize(self, event: events.Resize) -> None:
         # Below 100 columns the roomy footer drops its last keys (help, quit) off the edge.
