@@ -23,15 +23,13 @@ def _tab_ids(app: NNTuiApp) -> list[str]:
     return [pane.id for pane in app.query_one(TabbedContent).query("TabPane")]
 
 
-async def test_default_recipe_has_no_digits_tab_and_a_hidden_explanation():
+async def test_default_recipe_has_no_digits_tab_and_explains_each_phase():
     app = NNTuiApp(Recipe())
     async with app.run_test(size=SIZE) as pilot:
         await press(pilot, *steps(3))
         assert "tab-digits" not in _tab_ids(app)
         pane = app.query_one(ExplainPane)
-        assert not pane.display
-        await press(pilot, "x")
-        assert pane.display
+        assert pane.display  # shown by default from 120×40 (tests/test_app_views.py: sizes)
         assert pane.text == explain(Phase.LOSS, Recipe(), False, "en")
         await press(pilot, "a")  # accumulate on: the zero_grad text changes when it runs
         await press(pilot, "space")

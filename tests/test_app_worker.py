@@ -10,7 +10,7 @@ from textual.widgets import Footer
 
 import tui.app
 from engine import Phase, Recipe
-from tui.app import NNTuiApp
+from tui.app import FOOTER_ROOMY_WIDTH, NNTuiApp
 from tui.pilot import press, settle, steps
 from tui.widgets.errorbar import ErrorBar
 from tui.widgets.outputpane import OutputPane
@@ -145,7 +145,8 @@ async def test_sizes_and_resizing_never_crash(size: tuple[int, int]) -> None:
         await press(pilot, *steps(5))
         narrow = size[0] < 100
         assert app.screen.has_class("-narrow") is narrow
-        assert app.query_one(Footer).compact is narrow  # so help and quit stay visible
+        # Compact below 140 columns, so help and quit stay visible (tests/test_app_views.py).
+        assert app.query_one(Footer).compact is (size[0] < FOOTER_ROOMY_WIDTH)
         for w, h in ((60, 16), (200, 60), (80, 24), (30, 10), size):
             await pilot.resize_terminal(w, h)
             await pilot.pause()

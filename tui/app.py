@@ -15,22 +15,26 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual.widgets import TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from engine import DEFAULT_BUDGET_BYTES, GradGraph, Phase, PhaseRecord, Recipe, Session
+from engine.explain import record_output_shape
 from engine.export import export_script
 from engine.recipe import RecipeError
+from engine.summary import shape_text
 
 from .commands import RecipeCommands
 from .screens.help import HelpScreen
-from .stepper import Action, Request, Snapshot, perform
+from .screens.model import ModelScreen
+from .stepper import ACTIVATION, Action, Request, Snapshot, perform
 from .widgets.accumulation import AccumulationPane
 from .widgets.codepane import CodePane
 from .widgets.diagnostics import DiagnosticsPane
 from .widgets.digitspane import DigitsPane
 from .widgets.errorbar import ErrorBar
 from .widgets.explainpane import ExplainPane
+from .widgets.footer import LoopFooter
 from .widgets.gradtree import GradFnPane
 from .widgets.heatmap import TensorView
 from .widgets.outputpane import OutputPane
@@ -46,7 +50,16 @@ VIEW_AFTER = {
     Phase.BACKWARD: "tab-accumulation",
     Phase.STEP: "tab-tensor",
 }
-STEPPER_ACTIONS = {"next", "rewind", "accumulate", "reset", "flip", "next_view"}
+DIGITS_VIEW_AFTER = {Phase.FORWARD: "tab-digits"}  # a digits forward: its predictions
+# Footer widths (the keys x, e and m made it longer): roomy from here on, and the palette hint.
+FOOTER_ROOMY_WIDTH = 140
+FOOTER_PALETTE_WIDTH = 120
+# Below this width the footer leaves these out (help lists them) so help and quit still show.
+FOOTER_NARROW_WIDTH = 110
+NARROW_HIDDEN_KEYS = frozenset({"flip", "activation(1)", "export"})
+# The explanation pane is shown from this size on unless the user toggled it (x).
+EXPLAIN_MIN_SIZE = (120, 40)
+STEPPER_ACTIONS = {"next", "rewind", "accumulate", "reset", "flip", "next_view", "activation"}
 _NOT_DRAWN = object()
 BUSY_LABEL = {
     Action.NEXT: "running",
@@ -72,6 +85,7 @@ class NNTuiApp(App[None]):
         "styles/heatmap.tcss",
         "styles/gradtree.tcss",
         "styles/accumulation.tcss",
+        "styles/explain.tcss",
     ]
     TITLE = "nntui"
     # Recipe switching (loss, optimizer, zero_grad, data, …), language, export: tui/commands.py.
@@ -84,7 +98,7 @@ class NNTuiApp(App[None]):
         Binding(
             "space,n,right",
             "next",
-            "Next phase",
+            "Next",
             tooltip="Run the next phase of the training loop",
             id="next",
             priority=True,
@@ -110,6 +124,14 @@ class NNTuiApp(App[None]):
             tooltip="Tensor, grad_fn tree, accumulation or diagnostics",
             id="view",
         ),
+        Binding(
+            "m",
+            "activation(1)",
+            "Activation",
+            tooltip="Show the next module's activation (its forward output) as a heatmap",
+            id="activation",
+        ),
+        Binding("M", "activation(-1)", "Activation", show=False, id="activation-back"),
         Binding("r", "reset", "Reset", tooltip="Back to before define", id="reset"),
         Binding("tab", "focus_next", "Pane", tooltip="Move to the next pane", id="pane"),
         Binding("shift+tab", "focus_previous", "Pane", show=False, id="pane-back"),
@@ -119,7 +141,6 @@ class NNTuiApp(App[None]):
             "Explain",
             tooltip="Show or hide what each phase does, why, what to look at",
             id="explain",
-            show=False,
         ),
         Binding(
             "e",
@@ -127,7 +148,6 @@ class NNTuiApp(App[None]):
             "Export",
             tooltip="Write this recipe as a plain PyTorch script",
             id="export",
-            show=False,
         ),
         Binding("question_mark", "help", "Help", tooltip="Phases and keys", id="help"),
         Binding("q", "quit", "Quit", tooltip="Leave nntui", id="quit"),
@@ -153,7 +173,16 @@ class NNTuiApp(App[None]):
         self.session = Session(recipe, accumulate=accumulate, history_bytes=history_bytes)
         self.selected: str | None = None
         self.which = "data"
+        self.activation: str | None = None
         self.snapshot: Snapshot | None = None
+        # The views follow the phase until the user picks one (v, a click, g, m); reset
+        # (or the palette's "views: follow the phase") lets them follow again.
+        self.follow_views = True
+        # Tabs the app itself activated whose TabActivated message has not arrived yet (the
+        # first tab activates itself on mount): any other activation came from the user.
+        self._auto_views: deque[str] = deque(["tab-tensor"])
+        # None until x is pressed: then the user's choice beats the terminal size.
+        self._explain_choice: bool | None = None
         self._pending: deque[Request] = deque()
         self._graph_drawn: GradGraph | None | object = _NOT_DRAWN
         self._in_flight: Request | None = None
@@ -178,7 +207,7 @@ class NNTuiApp(App[None]):
                     with TabPane("diagnostics", id="tab-diagnostics"):
                         yield DiagnosticsPane(id="diagnostics")
         yield ErrorBar(id="error")
-        yield Footer()
+        yield LoopFooter(NARROW_HIDDEN_KEYS)
 
     def on_mount(self) -> None:
         self.query_one("#code").border_title = "code"
@@ -205,10 +234,15 @@ class NNTuiApp(App[None]):
         gc.freeze()
 
     def on_resize(self, event: events.Resize) -> None:
-        # Below 100 columns the roomy footer drops its last keys (help, quit) off the edge.
-        footer = self.query_one(Footer)
-        footer.compact = event.size.width < 100
-        footer.show_command_palette = event.size.width >= 100
+        # Below these widths the roomy footer drops its last keys (help, quit) off the edge.
+        footer = self.query_one(LoopFooter)
+        footer.compact = event.size.width < FOOTER_ROOMY_WIDTH
+        footer.show_command_palette = event.size.width >= FOOTER_PALETTE_WIDTH
+        footer.narrow = event.size.width < FOOTER_NARROW_WIDTH
+        if self._explain_choice is None:
+            width, height = EXPLAIN_MIN_SIZE
+            roomy = event.size.width >= width and event.size.height >= height
+            self.query_one(ExplainPane).set_class(roomy, "-shown")
 
     # ------------------------------------------------------------------ queue
     @property
@@ -238,11 +272,14 @@ class NNTuiApp(App[None]):
             return
         self._in_flight = self._pending.popleft()
         self._show_bar()
-        self._perform(self._in_flight, self.selected, self.which)
+        self._perform(self._in_flight, self.selected, self.which, self.activation)
 
     @work(thread=True, exit_on_error=False, group="session")
-    def _perform(self, request: Request, selected: str | None, which: str) -> None:
-        self.post_message(self.Performed(perform(self.session, request, selected, which)))
+    def _perform(
+        self, request: Request, selected: str | None, which: str, activation: str | None
+    ) -> None:
+        snap = perform(self.session, request, selected, which, activation=activation)
+        self.post_message(self.Performed(snap))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # The one place a failed action lands (phase errors come back as records instead).
@@ -263,6 +300,7 @@ class NNTuiApp(App[None]):
         self.snapshot = snap
         self.selected = snap.selected
         self.which = snap.which
+        self.activation = snap.activation
         self._show_bar()
         self.query_one(CodePane).show(snap.listing, snap.done, snap.next_phase, snap.accumulate)
         self.query_one(OutputPane).sync(snap.records, snap.watch)
@@ -273,13 +311,7 @@ class NNTuiApp(App[None]):
             error_bar.show_error(snap.error, snap.done)
         elif snap.action in (Action.NEXT, Action.REWIND, Action.RESET):
             error_bar.clear()
-        title = f"{snap.selected}.{snap.which}" if snap.selected else "tensor"
-        self.query_one(TensorView).show(
-            title,
-            snap.values,
-            snap.summary,
-            none_text="grad is None" if snap.selected else "press space to run define",
-        )
+        self._show_tensor(snap)
         graph = current_graph(snap.records)
         if graph is not self._graph_drawn:
             # Rebuilding the tree folds what the user opened: only for a new graph.
@@ -289,10 +321,59 @@ class NNTuiApp(App[None]):
         diagnostics = self.query_one(DiagnosticsPane)
         diagnostics.show(snap.last)
         self.query_one(TabbedContent).get_tab("tab-diagnostics").label = diagnostics.label
+        if snap.action is Action.RESET:
+            self.follow_phase()
         if snap.action is Action.NEXT and isinstance(snap.result, PhaseRecord):
-            view = VIEW_AFTER.get(snap.result.phase)
-            if view:
-                self.query_one(TabbedContent).active = view
+            view = self._view_after(snap.result.phase)
+            if view is not None:
+                self._activate_view(view)
+
+    def _view_after(self, phase: Phase) -> str | None:
+        """The view ``phase`` brings forward, unless the user pinned one."""
+        if not self.follow_views:
+            return None
+        view = (DIGITS_VIEW_AFTER if self._digits_tab else {}).get(phase) or VIEW_AFTER.get(phase)
+        if view is None or not self.query_one(TabbedContent).query(f"#{view}"):
+            return None  # the digits tab is added a moment after the recipe switched
+        return view
+
+    def _show_tensor(self, snap: Snapshot) -> None:
+        if snap.which == ACTIVATION:
+            title = f"{snap.activation} activation" if snap.activation else "activation"
+            none_text = "no activation yet: run forward"
+        else:
+            title = f"{snap.selected}.{snap.which}" if snap.selected else "tensor"
+            none_text = "grad is None" if snap.selected else "press space to run define"
+        self.query_one(TensorView).show(
+            title, snap.values, snap.summary, none_text=none_text, maps=snap.which == ACTIVATION
+        )
+
+    # ------------------------------------------------------------------ views follow the phase
+    def _activate_view(self, view: str) -> None:
+        """Bring ``view`` forward on the app's own account (not a user's choice)."""
+        tabs = self.query_one(TabbedContent)
+        if tabs.active != view:
+            self._auto_views.append(view)
+            tabs.active = view
+
+    @on(TabbedContent.TabActivated, "#views")
+    def _view_chosen(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id in self._auto_views:
+            # Ours. Messages can lag behind the next switch: drop everything up to this one.
+            while self._auto_views.popleft() != event.pane.id:
+                pass
+            return
+        self.pin_view()  # v, a click on a tab, or the arrow keys on the tab strip
+
+    def pin_view(self) -> None:
+        """The user chose what to look at: stop switching the views after each phase."""
+        self.follow_views = False
+        self.query_one("#views").border_subtitle = "pinned · r follows the phase again"
+
+    def follow_phase(self) -> None:
+        """Let the views follow the phase again (reset, or the command palette)."""
+        self.follow_views = True
+        self.query_one("#views").border_subtitle = ""
 
     def _show_bar(self) -> None:
         snap = self.snapshot
@@ -336,8 +417,38 @@ class NNTuiApp(App[None]):
         self.request(Request(Action.RESET))
 
     def action_flip(self) -> None:
+        self.pin_view()
         self.query_one(TabbedContent).active = "tab-tensor"
         self.request(Request(Action.FLIP))
+
+    def action_activation(self, offset: int) -> None:
+        """Show the activation ``offset`` modules on from the one on view (m / M)."""
+        snap = self.snapshot
+        if snap is not None and not snap.activations and not self.busy:
+            self.notify("No activations yet: press space until forward has run", timeout=3)
+            return
+        self.pin_view()
+        self.query_one(TabbedContent).active = "tab-tensor"
+        self.request(Request(Action.ACTIVATION, offset=offset))
+
+    @property
+    def activation_choices(self) -> list[tuple[str, str]]:
+        """``(module, "Conv2d [1, 6, 28, 28]")`` for every activation of the latest forward."""
+        snap = self.snapshot
+        if snap is None:
+            return []
+        forward = next((r for r in reversed(snap.records) if r.phase is Phase.FORWARD), None)
+        acts = {a.name: a for a in forward.activations} if forward is not None else {}
+        return [
+            (name, f"{acts[name].kind} {shape_text(acts[name].shape)}" if name in acts else "")
+            for name in snap.activations
+        ]
+
+    def show_activation(self, name: str) -> None:
+        """Show module ``name``'s activation (from the command palette)."""
+        self.pin_view()
+        self.query_one(TabbedContent).active = "tab-tensor"
+        self.request(Request(Action.ACTIVATION, name))
 
     def action_next_view(self) -> None:
         tabs = self.query_one(TabbedContent)
@@ -367,14 +478,30 @@ class NNTuiApp(App[None]):
         if self.request(Request(Action.RESET, recipe=recipe)):
             self.notify("Recipe switched: press space to run define", timeout=3)
 
+    def ask_model(self) -> None:
+        """The palette's "model: your own…": a modal asks for the spec and input shape."""
+        if not isinstance(self.screen, ModelScreen):
+            self.push_screen(
+                ModelScreen(self.current_recipe, lambda: self.busy), self._model_chosen
+            )
+
+    def _model_chosen(self, recipe: Recipe | None) -> None:
+        if recipe is not None:  # None: cancelled, nothing changes
+            self.switch_recipe(recipe)
+
     def set_lang(self, lang: str) -> None:
         self.lang = lang
+        self._explain_choice = True  # choosing a language asks to read it
         self.query_one(ExplainPane).add_class("-shown")
         if self.snapshot is not None:
             self._show_recipe_panes(self.snapshot)
 
     def action_explain(self) -> None:
-        self.query_one(ExplainPane).toggle_class("-shown")
+        pane = self.query_one(ExplainPane)
+        pane.toggle_class("-shown")
+        self._explain_choice = pane.has_class("-shown")
+        if self._explain_choice:
+            pane.scroll_visible()  # narrow screens stack the panes: it may be below the fold
 
     def action_export(self) -> None:
         self.export_script()
@@ -400,7 +527,12 @@ class NNTuiApp(App[None]):
     def _show_recipe_panes(self, snap: Snapshot) -> None:
         recipe = snap.recipe or Recipe()
         self.query_one(ExplainPane).show(
-            snap.done, snap.next_phase, recipe, snap.accumulate, self.lang
+            snap.done,
+            snap.next_phase,
+            recipe,
+            snap.accumulate,
+            self.lang,
+            record_output_shape(snap.last),
         )
         digits = recipe.data == "digits"
         if digits != self._digits_tab:
@@ -418,4 +550,6 @@ class NNTuiApp(App[None]):
             if self.snapshot is not None:
                 self.query_one(DigitsPane).show(self.snapshot.digits)
         elif not on and present:
+            # Step off the digits tab first, so its removal is not taken for a user's choice.
+            self._activate_view("tab-tensor")
             await tabs.remove_pane("tab-digits")

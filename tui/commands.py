@@ -1,4 +1,5 @@
-"""Command palette entries: switch the recipe (the session resets to it), language, export.
+"""Command palette entries: switch the recipe (the session resets to it), language, export,
+which module's activation to show, and letting the views follow the phase again.
 
 Each recipe entry is a plain ``(title, recipe)`` pair computed from the current recipe, so the
 palette never offers an invalid combination (mse drops the class weights, a class weight
@@ -14,11 +15,18 @@ from typing import Protocol
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from engine import Recipe
-from engine.recipe import LOSSES, OPTIMIZERS, ZERO_GRAD_MODES
+from engine.recipe import LOSSES, MODELS, OPTIMIZERS, ZERO_GRAD_MODES
+
+from .screens.model import model_recipe
 
 LRS = (0.1, 0.01, 0.001)
 BATCH_SIZES = (8, 16, 32, 64)
 WEIGHTS: tuple[tuple[tuple[int, float], ...], ...] = ((), ((7, 5.0),))
+MODEL_HELP = {
+    "lenet": "The tutorial's Net, input 1×1×32×32",
+    "mlp": "64 → 32 → 32 → 10 with nn.ReLU modules, input 8×64",
+    "resnet": "Two residual blocks with BatchNorm, input 4×3×32×32",
+}
 
 
 class RecipeHost(Protocol):
@@ -31,6 +39,11 @@ class RecipeHost(Protocol):
     def switch_recipe(self, recipe: Recipe) -> None: ...
     def set_lang(self, lang: str) -> None: ...
     def export_script(self) -> None: ...
+    def ask_model(self) -> None: ...
+    @property
+    def activation_choices(self) -> list[tuple[str, str]]: ...
+    def show_activation(self, name: str) -> None: ...
+    def follow_phase(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,24 @@ def entries(host: RecipeHost) -> list[Entry]:
         Entry(title, help, lambda r=new: host.switch_recipe(r))
         for title, help, new in recipe_choices(host.current_recipe)
     ]
+    recipe = host.current_recipe
+    # Another model changes the shapes too (``model_recipe``): not a one-setting change.
+    for model in MODELS:
+        out.append(
+            Entry(
+                f"{_mark(recipe.model == model)}model: {model}",
+                MODEL_HELP.get(model, "A shipped model"),
+                lambda model=model: host.switch_recipe(model_recipe(recipe, model)),
+            )
+        )
+    own = recipe.model not in MODELS
+    out.append(
+        Entry(
+            f"{_mark(own)}model: your own…",
+            "Type path/to/file.py:NAME or package.module:NAME and its input shape",
+            host.ask_model,
+        )
+    )
     for lang, name in (("en", "English"), ("ko", "한국어")):
         out.append(
             Entry(
@@ -91,6 +122,17 @@ def entries(host: RecipeHost) -> list[Entry]:
             "  export script",
             "Write this recipe as a plain PyTorch script (like nntui export)",
             host.export_script,
+        )
+    )
+    for name, help in host.activation_choices:
+        out.append(
+            Entry(f"  activation: {name}", help, lambda name=name: host.show_activation(name))
+        )
+    out.append(
+        Entry(
+            "  views: follow the phase",
+            "Switch the views after each phase again (grad_fn after loss, …)",
+            host.follow_phase,
         )
     )
     return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 from textual.pilot import Pilot
 
@@ -40,28 +41,44 @@ def steps(n: int) -> tuple[str, ...]:
     return ("space",) * n
 
 
-# The states README shows and the snapshot tests pin: name -> (keys from a fresh app, accumulate).
-SCENES: dict[str, tuple[tuple[str, ...], bool]] = {
-    "start": ((), False),
-    "after-loss": (steps(3), False),
-    "after-backward": (steps(5), False),
-    "accumulate-two-backwards": (steps(10), True),
-    "after-step": (steps(6), False),
-    "help": (("question_mark",), False),
+@dataclass(frozen=True)
+class Scene:
+    """Keys pressed on a fresh app (seed 0) and the options it was started with."""
+
+    keys: tuple[str, ...]
+    accumulate: bool = False
+    lang: str = "en"
+    data: str = "random"
+    loss: str = "mse"
+
+
+# The states README shows and the snapshot tests pin.
+SCENES: dict[str, Scene] = {
+    "start": Scene(()),
+    "after-loss": Scene(steps(3)),
+    "after-backward": Scene(steps(5)),
+    "accumulate-two-backwards": Scene(steps(10), accumulate=True),
+    "after-step": Scene(steps(6)),
+    "help": Scene(("question_mark",)),
+    "activation-after-forward": Scene(steps(2) + ("m",)),
+    "explain-ko": Scene(steps(5), lang="ko"),
+    # After step the tensor view follows; v ×4 (tensor → … → digits) shows the batch.
+    "digits-after-step": Scene(steps(6) + ("v",) * 4, data="digits", loss="cross-entropy"),
 }
 SIZE = (120, 40)
 
 
 def scene_app(name: str) -> NNTuiApp:
-    """A fresh app for scene ``name``: the default recipe, seed 0, animations off."""
+    """A fresh app for scene ``name``: seed 0, the scene's recipe, animations off."""
     from engine import Recipe
 
-    _, accumulate = SCENES[name]
-    app = NNTuiApp(Recipe(seed=0), accumulate=accumulate)
+    scene = SCENES[name]
+    recipe = Recipe(seed=0, data=scene.data, loss=scene.loss)
+    app = NNTuiApp(recipe, accumulate=scene.accumulate, lang=scene.lang)
     app.animation_level = "none"
     return app
 
 
 async def play(pilot: Pilot, name: str) -> None:
     """Drive a fresh ``scene_app(name)`` into its scene."""
-    await press(pilot, *SCENES[name][0])
+    await press(pilot, *SCENES[name].keys)

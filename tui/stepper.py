@@ -15,7 +15,8 @@ import numpy as np
 from engine import Phase, PhaseError, PhaseRecord, Recipe, Session
 from engine.codegen import Listing, listing
 from engine.digits import DigitsReport, batch_report
-from engine.summary import grad_line, summary_line
+from engine.records import Activation
+from engine.summary import grad_line, summarize, summary_line
 
 
 class Action(str, Enum):
@@ -26,6 +27,7 @@ class Action(str, Enum):
     LOOK = "look"  # only re-read the tensor on view
     SELECT = "select"  # view another parameter (``Request.name``)
     FLIP = "flip"  # view the other of data / grad
+    ACTIVATION = "activation"  # view a module's forward output (``name``, or ``offset`` from now)
 
 
 @dataclass(frozen=True)
@@ -33,11 +35,13 @@ class Request:
     """One queued key press, resolved against the session's state when its turn comes."""
 
     action: Action
-    name: str | None = None  # SELECT: the parameter
+    name: str | None = None  # SELECT: the parameter; ACTIVATION: the module
+    offset: int = 1  # ACTIVATION without a name: how many modules on from the one on view
     recipe: Recipe | None = None  # RESET: switch to this recipe (the command palette)
 
 
 WHICH = ("data", "grad")
+ACTIVATION = "activation"  # ``which`` while a module's activation is on view
 # The tensor worth looking at after each phase: a grad phase shows .grad, a data phase .data.
 FOLLOW = {
     Phase.DEFINE: "data",
@@ -65,12 +69,14 @@ class Snapshot:
     names: tuple[str, ...]
     watch: str | None
     selected: str | None
-    which: str
+    which: str  # "data", "grad" or "activation" (then ``activation`` names the module)
     values: np.ndarray | None  # the selected tensor, a detached copy; None: absent (grad=None)
     summary: str  # one line about ``values``
     listing: Listing
     recipe: Recipe | None = None  # what the session runs (the palette's starting point)
     digits: DigitsReport | None = None  # the latest digits batch, predictions, accuracy
+    activation: str | None = None  # the module whose activation is (or was last) on view
+    activations: tuple[str, ...] = ()  # modules the latest forward captured, in order
 
     @property
     def last(self) -> PhaseRecord | None:
@@ -82,31 +88,57 @@ class Snapshot:
 
 
 def perform(
-    session: Session, request: Request, selected: str | None, which: str, follow: bool = True
+    session: Session,
+    request: Request,
+    selected: str | None,
+    which: str,
+    follow: bool = True,
+    activation: str | None = None,
 ) -> Snapshot:
     """Run ``request`` on ``session`` and describe the result. Call from one thread at a time.
 
-    ``selected`` and ``which`` are what the previous snapshot showed. ``follow``: after a
-    phase, view the tensor it changed (``FOLLOW``) rather than ``which``.
+    ``selected``, ``which`` and ``activation`` are what the previous snapshot showed.
+    ``follow``: after a phase, view the tensor it changed (``FOLLOW``) rather than ``which``;
+    an activation the user picked stays on view (a new forward redraws it).
     """
     action = request.action
     result: PhaseRecord | PhaseError | None = None
     rewound = 0
     if action is Action.SELECT:
         selected = request.name
+        if which == ACTIVATION:
+            which = "data"  # moving through the parameters table means parameters again
     elif action is Action.FLIP:
-        which = WHICH[(WHICH.index(which) + 1) % len(WHICH)]
+        which = "grad" if which == "data" else "data"
+    elif action is Action.ACTIVATION:
+        # Resolved here, in queue order, so rapid presses step through modules one by one.
+        picked = request.name or _next_activation(
+            tuple(session.activations), activation if which == ACTIVATION else None, request.offset
+        )
+        if picked is not None:
+            activation, which = picked, ACTIVATION
     if action is Action.NEXT:
         result = session.run_next()
     elif action is Action.REWIND:
         rewound = session.rewind(1)
     elif action is Action.RESET:
         session.reset(request.recipe)
+        if which == ACTIVATION:
+            which = "data"  # a fresh loop has no activations; start from its parameters
     elif action is Action.ACCUMULATE:
         session.set_accumulate(not session.accumulate)
-    if follow and isinstance(result, PhaseRecord):
+    if follow and which != ACTIVATION and isinstance(result, PhaseRecord):
         which = FOLLOW.get(result.phase, which)
-    return snapshot(session, action, result, rewound, selected, which)
+    return snapshot(session, action, result, rewound, selected, which, activation)
+
+
+def _next_activation(names: tuple[str, ...], current: str | None, offset: int) -> str | None:
+    """The module ``offset`` places after ``current`` (wrapping); the first (or last) if none."""
+    if not names:
+        return None
+    if current not in names:
+        return names[0] if offset > 0 else names[-1]
+    return names[(names.index(current) + offset) % len(names)]
 
 
 def snapshot(
@@ -116,11 +148,15 @@ def snapshot(
     rewound: int,
     selected: str | None,
     which: str,
+    activation: str | None = None,
 ) -> Snapshot:
     names = tuple(session.names)
     if selected not in names:
         selected = session.watch
-    values, summary = _view(session, selected, which)
+    if which == ACTIVATION:
+        values, summary = _activation_view(session, activation)
+    else:
+        values, summary = _view(session, selected, which)
     return Snapshot(
         action=action,
         result=result,
@@ -141,7 +177,10 @@ def snapshot(
         summary=summary,
         recipe=session.recipe,
         digits=batch_report(session),
-        listing=listing(session.recipe, session.accumulate),
+        # The recipe define resolved: a user model's inferred target line, not a placeholder.
+        listing=listing(session.code_recipe, session.accumulate),
+        activation=activation,
+        activations=tuple(session.activations),
     )
 
 
@@ -153,6 +192,26 @@ def _view(session: Session, name: str | None, which: str) -> tuple[np.ndarray | 
         return None, f"{name}.grad: grad=None" if which == "grad" else f"{name}: absent"
     line = summary_line_of(session, name, which)
     return tensor.numpy(), line
+
+
+def latest_activation(session: Session, name: str) -> Activation | None:
+    """What the latest forward record says about module ``name``'s output."""
+    for record in reversed(session.records):
+        if record.phase is Phase.FORWARD:
+            return next((a for a in record.activations if a.name == name), None)
+    return None
+
+
+def _activation_view(session: Session, name: str | None) -> tuple[np.ndarray | None, str]:
+    tensor = None if name is None else session.tensor(name, ACTIVATION)
+    if name is None or tensor is None:
+        # A rewind to before forward: nothing to draw until forward runs again.
+        return None, f"{name or 'activation'}: no activation yet, run forward"
+    act = latest_activation(session, name)
+    # The record's own summary, so the output pane and this line quote the same numbers.
+    line = summary_line(act.summary) if act is not None else summary_line(summarize(tensor))
+    kind = f" ({act.kind})" if act is not None else ""
+    return tensor.numpy(), f"{name}{kind} output: {line}"
 
 
 def summary_line_of(session: Session, name: str, which: str) -> str:

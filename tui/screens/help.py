@@ -28,6 +28,16 @@ After `step` the loop starts again at `forward` (the next iteration).
 one already in `.grad`, so the grad after the second backward is the sum of both. The
 *accumulation* view plots the grad norm over backward calls.
 
+**The views follow the phase**: *grad_fn* after `loss`, *accumulation* after `backward`,
+*tensor* after `step` (and *digits* after a digits `forward`), until you choose one yourself
+(`v`, a click on a tab, `g` or `m`). From then on they stay where you put them ("pinned" under
+the views) until `r` resets, or *views: follow the phase* in the command palette.
+
+**Activations** (`m`): after `forward`, each module's output (`conv1`, `layer1.0.conv1`, …,
+and the whole model's `output`) as a heatmap with its summary line; `m` moves to the next
+module, `M` back, `g` returns to the parameters. The palette (`ctrl+p`, "activation") lists
+them all by name.
+
 ## Keys
 
 | key | does |
@@ -36,8 +46,12 @@ one already in `.grad`, so the grad after the second backward is the sum of both
 | `←` `p` | rewind one phase (restores params, grads, optimizer and RNG) |
 | `a` | toggle accumulate (skip `zero_grad`) |
 | `g` | show the selected parameter's data or its grad |
+| `m` / `M` | show the next / previous module's activation (after `forward`) |
 | `v` | next view: tensor · grad_fn · accumulation · diagnostics |
-| `r` | reset to before `define` |
+| `r` | reset to before `define` (the views follow the phase again) |
+| `x` | show or hide the explanation of the phase (shown from 120×40; `--lang ko`: Korean) |
+| `e` | write this recipe as a plain PyTorch script, `nntui_export.py` |
+| `ctrl+p` | command palette: loss, optimizer, data, lr, language, activations |
 | `tab` / `shift+tab` | move between panes (↑/↓ in the table selects a parameter) |
 | `?` | this help |
 | `q` | quit |

@@ -20,21 +20,8 @@ def heading(phase: Phase, ran: bool, lang: str) -> str:
 class ExplainPane(VerticalScroll, can_focus=True):
     """Shows ``engine.explain`` for the last phase run (before define: for define, next).
 
-    Hidden until ``x`` (or a language chosen in the palette) adds ``-shown``.
-    """
-
-    DEFAULT_CSS = """
-    ExplainPane {
-        display: none;
-        height: auto;
-        max-height: 35%;
-        padding: 0 1;
-        border: round $panel-lighten-2;
-        border-title-color: $text-muted;
-        scrollbar-size-vertical: 1;
-    }
-    ExplainPane.-shown { display: block; }
-    ExplainPane:focus { border: round $accent; border-title-color: $text; }
+    Shown (class ``-shown``) from 120×40 on, or when ``x`` or a language chosen in the palette
+    asks for it; styled in ``tui/styles/explain.tcss``.
     """
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -46,10 +33,17 @@ class ExplainPane(VerticalScroll, can_focus=True):
         yield Static(id="explain-text")
 
     def show(
-        self, done: Phase | None, next_phase: Phase, recipe: Recipe, accumulate: bool, lang: str
+        self,
+        done: Phase | None,
+        next_phase: Phase,
+        recipe: Recipe,
+        accumulate: bool,
+        lang: str,
+        output_shape: tuple[int, ...] | None = None,
     ) -> None:
+        """``output_shape``: what the last forward returned (the forward text names it)."""
         phase = done if done is not None else next_phase
-        text = explain(phase, recipe, accumulate, lang)
+        text = explain(phase, recipe, accumulate, lang, output_shape)
         title = heading(phase, done is not None, lang)
         if (text, title) == (self.text, self.title):
             return  # same words: keep the reader's scroll position

@@ -190,6 +190,43 @@ def _kernels(a: np.ndarray, width: int, height_px: int) -> HeatmapLayout:
     return _layout(_upscale(grid, k), a, scale, k, (f, f), note)
 
 
+def _feature_maps(a: np.ndarray, width: int, height_px: int) -> HeatmapLayout | None:
+    """One sample's activation (1, c, h, w): its c maps wrapped into rows, all on screen.
+
+    A conv layer's output has few channels of large maps; a single row of them (the kernel
+    grid) would shrink each map to a smudge. The smallest block mean whose wrapped grid fits
+    the canvas wins; ``None`` when not even one map fits the width (the kernel grid then).
+    """
+    _, c, h, w = a.shape
+    chosen: tuple[int, int] | None = None
+    for f in range(1, max(h, w) + 1):
+        th, tw = _ceil_div(h, f), _ceil_div(w, f)
+        per_row = min(c, (width + TILE_GAP) // (tw + TILE_GAP))
+        if per_row < 1:
+            continue
+        if chosen is None:
+            chosen = (f, per_row)  # the sharpest that fits the width: scrolls if too tall
+        if _ceil_div(c, per_row) * (th + TILE_GAP) - TILE_GAP <= height_px:
+            chosen = (f, per_row)
+            break
+    if chosen is None:
+        return None
+    f, per_row = chosen
+    rows = _ceil_div(c, per_row)
+    mean, has_nan, has_inf = _block_mean(a[0], f, f)
+    codes, scale = _codes(mean, has_nan, has_inf)  # (c, th, tw)
+    th, tw = codes.shape[1:]
+    grid = np.full((rows * per_row, th + TILE_GAP, tw + TILE_GAP), GAP, dtype=np.int16)
+    grid[:c, :th, :tw] = codes
+    grid = grid.reshape(rows, per_row, th + TILE_GAP, tw + TILE_GAP).transpose(0, 2, 1, 3)
+    grid = grid.reshape(rows * (th + TILE_GAP), per_row * (tw + TILE_GAP))
+    grid = grid[: grid.shape[0] - TILE_GAP, : grid.shape[1] - TILE_GAP]
+    k = _fit(*grid.shape, width, height_px)
+    # Short: the legend line is narrow, and the summary line below gives the full shape.
+    note = f"{c} maps" + (f", {f}×{f} block mean" if f > 1 else "")
+    return _layout(_upscale(grid, k), a, scale, k, (f, f), note)
+
+
 def _layout(
     codes: np.ndarray,
     a: np.ndarray,
@@ -203,10 +240,14 @@ def _layout(
     )
 
 
-def layout_tensor(values: np.ndarray, width: int, height_px: int) -> HeatmapLayout:
+def layout_tensor(
+    values: np.ndarray, width: int, height_px: int, maps: bool = False
+) -> HeatmapLayout:
     """Lay ``values`` out in at most ``width`` columns (and ``height_px`` pixel rows, except
     for a kernel grid, which scrolls). 0-D and 2-D: a matrix; 1-D: a strip; 3-D (c, h, w):
-    one row of c tiles; 4-D and more: a grid of the last two dimensions' kernels."""
+    one row of c tiles; 4-D and more: a grid of the last two dimensions' kernels.
+
+    ``maps``: ``values`` is an activation; one sample's (1, c, h, w) maps wrap into rows."""
     a = np.asarray(values, dtype=np.float64)
     width, height_px = max(width, 1), max(height_px, 2)
     if a.ndim == 0:
@@ -219,6 +260,10 @@ def layout_tensor(values: np.ndarray, width: int, height_px: int) -> HeatmapLayo
         a = a.reshape(1, *a.shape)
     elif a.ndim > 4:
         a = a.reshape(-1, *a.shape[-3:])
+    if maps and a.shape[0] == 1:
+        wrapped = _feature_maps(a, width, height_px)
+        if wrapped is not None:
+            return wrapped
     return _kernels(a, width, height_px)
 
 
@@ -302,12 +347,14 @@ class HeatmapCanvas(ScrollView):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self._values: np.ndarray | None = None
+        self._maps = False
         self._message = ""
         self.heatmap: HeatmapLayout | None = None
         self._strips: list[Strip] = []
 
-    def set_values(self, values: np.ndarray | None, message: str = "") -> None:
+    def set_values(self, values: np.ndarray | None, message: str = "", maps: bool = False) -> None:
         self._values = values
+        self._maps = maps
         self._message = message
         self.relayout()
 
@@ -319,7 +366,9 @@ class HeatmapCanvas(ScrollView):
             self._strips = []
             self.virtual_size = Size(0, 0)
         else:
-            self.heatmap = layout_tensor(self._values, region.width, region.height * 2)
+            self.heatmap = layout_tensor(
+                self._values, region.width, region.height * 2, maps=self._maps
+            )
             self._strips = strips_for(self.heatmap.codes)
             self.virtual_size = Size(self.heatmap.width, self.heatmap.height)
         self.scroll_to(0, 0, animate=False)
@@ -372,9 +421,11 @@ class TensorView(Vertical):
         summary: str,
         *,
         none_text: str = "grad is None",
+        maps: bool = False,
     ) -> None:
         """Show ``values`` (any array-like; ``None`` = the tensor does not exist, e.g. a
-        ``.grad`` before the first backward, shown as ``none_text``)."""
+        ``.grad`` before the first backward, shown as ``none_text``). ``maps``: an
+        activation, whose feature maps wrap into rows (:func:`layout_tensor`)."""
         self.title_text = title
         self.summary_text = summary
         self.query_one("#tensor-title", Static).update(Text(title, style="bold"))
@@ -383,7 +434,7 @@ class TensorView(Vertical):
             self.canvas.set_values(None, f"empty tensor {list(array.shape)}")
             array = None
         else:
-            self.canvas.set_values(array, none_text)
+            self.canvas.set_values(array, none_text, maps=maps)
         self._update_text()
 
     def on_heatmap_canvas_laid_out(self, event: HeatmapCanvas.LaidOut) -> None:
