@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .phases import Phase
-from .recipe import Recipe
+from .recipe import MODELS, Recipe
+from .records import PhaseRecord
+from .summary import shape_text
 
 LANGS = ("en", "ko")
 LENET_PATH = (
@@ -125,7 +127,53 @@ def _define(recipe: Recipe, accumulate: bool, lang: str) -> Explanation:
 
 
 # ----------------------------------------------------------------------------- forward
-def _forward(recipe: Recipe, accumulate: bool, lang: str) -> Explanation:
+def record_output_shape(record: PhaseRecord | None) -> tuple[int, ...] | None:
+    """The shape of what the model returned, from a forward record (else None)."""
+    if record is None or record.phase is not Phase.FORWARD:
+        return None
+    return next((a.shape for a in record.activations if a.name == "output"), None)
+
+
+def _recipe_output_shape(recipe: Recipe) -> tuple[int, ...] | None:
+    """The output shape when the recipe alone says it: a shipped model, or digits."""
+    if recipe.data == "digits":
+        return (recipe.batch_size, 10)  # engine.digits: ten classes
+    if recipe.model in MODELS:
+        _, default, classes = MODELS[recipe.model]
+        return ((recipe.input_shape or default)[0], classes)
+    return None
+
+
+def _output_sentence(recipe: Recipe, shape: tuple[int, ...] | None, lang: str) -> str:
+    """What the output holds, said from its real shape: ``[8, 10]``: 10 scores per sample."""
+    input_shape = recipe.input_shape or (
+        MODELS[recipe.model][1] if recipe.model in MODELS else None
+    )
+    image = recipe.data == "digits" or (input_shape is not None and len(input_shape) >= 3)
+    ko = lang == "ko"
+    unit = ("이미지" if image else "샘플") if ko else ("image" if image else "sample")
+    if shape is None:
+        return "output은 신경망의 추측이다." if ko else "The output is the network's guess."
+    dims = shape_text(shape)
+    per = 1
+    for d in shape[1:]:
+        per *= d
+    if len(shape) == 2 and per > 1:
+        if ko:
+            return f"output {dims}은 신경망의 추측: {unit}마다 class별 점수 {per}개."
+        return f"The output {dims} is the network's guess: {per} scores per {unit}, one per class."
+    if ko:
+        return f"output {dims}은 신경망의 추측: {unit}마다 값 {per}개."
+    value = "one value" if per == 1 else f"{per} values"
+    return f"The output {dims} is the network's guess: {value} per {unit}."
+
+
+def _forward(
+    recipe: Recipe, accumulate: bool, lang: str, output_shape: tuple[int, ...] | None = None
+) -> Explanation:
+    # The record's shape when there is one; before forward ran, what the recipe implies.
+    shape = output_shape if output_shape is not None else _recipe_output_shape(recipe)
+    guess = _output_sentence(recipe, shape, lang)
     lenet = recipe.model == "lenet"
     digits = recipe.data == "digits"
     bs = recipe.batch_size
@@ -138,7 +186,7 @@ def _forward(recipe: Recipe, accumulate: bool, lang: str) -> Explanation:
             )
         what += "입력을 신경망에서 전파(process)한다" + (f": {LENET_PATH}." if lenet else ".")
         why = (
-            "output은 신경망의 추측: 이미지마다 class별 점수 10개. 이 과정에서 autograd가 "
+            f"{guess} 이 과정에서 autograd가 "
             "모든 연산을 기록해서, backward가 거꾸로 따라갈 연산 그래프를 만든다."
         )
         look = (
@@ -158,7 +206,7 @@ def _forward(recipe: Recipe, accumulate: bool, lang: str) -> Explanation:
         )
     what += "Runs the input through the network" + (f": {LENET_PATH}." if lenet else ".")
     why = (
-        "The output is the network's guess: 10 scores per image, one per class. On the way "
+        f"{guess} On the way "
         "autograd records every operation, building the graph backward will walk."
     )
     look = (
@@ -498,14 +546,30 @@ _BUILDERS = {
 
 
 def explanation(
-    phase: Phase | str, recipe: Recipe, accumulate: bool = False, lang: str = "en"
+    phase: Phase | str,
+    recipe: Recipe,
+    accumulate: bool = False,
+    lang: str = "en",
+    output_shape: tuple[int, ...] | None = None,
 ) -> Explanation:
-    """The three parts (what, why, on screen) of one phase's explanation."""
+    """The three parts (what, why, on screen) of one phase's explanation.
+
+    ``output_shape``: what the forward really returned (``record_output_shape``), for the
+    forward text; without it, the shape the recipe implies (unknown for your own model).
+    """
     if lang not in LANGS:
         raise ValueError(f"unknown language {lang!r} (choose en or ko)")
+    if Phase(phase) is Phase.FORWARD:
+        return _forward(recipe, accumulate, lang, output_shape)
     return _BUILDERS[Phase(phase)](recipe, accumulate, lang)
 
 
-def explain(phase: Phase | str, recipe: Recipe, accumulate: bool = False, lang: str = "en") -> str:
+def explain(
+    phase: Phase | str,
+    recipe: Recipe,
+    accumulate: bool = False,
+    lang: str = "en",
+    output_shape: tuple[int, ...] | None = None,
+) -> str:
     """What the phase does, why, and what to look at on screen, for this recipe."""
-    return explanation(phase, recipe, accumulate, lang).text(lang)
+    return explanation(phase, recipe, accumulate, lang, output_shape).text(lang)

@@ -10,7 +10,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from engine import PhaseError, PhaseRecord, Recipe, Session
-from engine.explain import explain
+from engine.explain import explain, record_output_shape
 from engine.jsonl import record_to_line
 from engine.summary import fmt
 
@@ -76,7 +76,8 @@ def run_trace(
         if as_json:
             sys.stdout.write(record_to_line(result) + "\n")
         else:
-            text = explain(result.phase, session.code_recipe, accumulate, lang)
+            shape = record_output_shape(result)
+            text = explain(result.phase, session.code_recipe, accumulate, lang, shape)
             fresh = shown.get(result.phase.value) != text
             shown[result.phase.value] = text
             _render(console, result, text if fresh else None)

@@ -1,0 +1,228 @@
+"""Switching the model inside the app (palette and modal), the flow after a phase error, the
+collapsed grad_fn tree of a deep user model, and the texts that follow the real model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from textual.widgets import Input, Static
+
+from engine import Phase, Recipe
+from engine.explain import explain
+from tui.app import NNTuiApp
+from tui.pilot import press, settle, steps
+from tui.screens.model import ModelScreen, checked_recipe, model_recipe
+from tui.widgets.errorbar import ErrorBar
+from tui.widgets.explainpane import ExplainPane
+from tui.widgets.gradtree import GradFnPane
+
+SIZE = (120, 40)
+
+BOOM = """\
+import torch.nn as nn
+
+
+class Boom(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        raise ValueError("boom in forward")
+"""
+
+DEEP = """\
+import torch.nn as nn
+
+LAYERS = 70
+
+
+class Deep(nn.Module):
+    def __init__(self):
+        super().__init__()
+        blocks = []
+        for _ in range(LAYERS):
+            blocks += [nn.Linear(4, 4), nn.ReLU()]
+        self.layers = nn.Sequential(*blocks)
+
+    def forward(self, x):
+        return self.layers(x)
+"""
+
+
+async def palette(pilot, query: str) -> None:
+    """Run the command palette's first hit for ``query``, as a user would."""
+    await pilot.press("ctrl+p")
+    await pilot.pause()
+    await pilot.press(*query)
+    await pilot.pause(0.3)  # the palette searches asynchronously
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+def test_model_recipe_keeps_what_still_makes_sense() -> None:
+    old = Recipe(
+        model="x.py:Net",
+        input_shape=(8, 20),
+        num_classes=3,
+        loss="cross-entropy",
+        optimizer="adam",
+        lr=0.1,
+        zero_grad="zeros",
+        seed=4,
+        watch="fc.bias",
+    )
+    new = model_recipe(old, "resnet").validate()
+    assert (new.model, new.input_shape, new.num_classes, new.watch) == ("resnet", None, None, None)
+    assert (new.loss, new.optimizer, new.lr, new.zero_grad, new.seed) == (
+        "cross-entropy",
+        "adam",
+        0.1,
+        "zeros",
+        4,
+    )
+    digits = Recipe(data="digits", loss="cross-entropy")
+    assert model_recipe(digits, "lenet").data == "digits"
+    assert model_recipe(digits, "mlp").data == "random"  # digits are the Net's 1×32×32 images
+
+
+def test_checked_recipe_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "boom.py").write_text(BOOM)
+    base = Recipe()
+    cases = {
+        "": "give a model",
+        "nope": "unknown model 'nope'",
+        f"{tmp_path}/missing.py:Net": "model file not found",
+        f"{tmp_path}/boom.py:Nope": "has no 'Nope' (it defines: Boom)",
+        f"{tmp_path}/boom.py:Boom": "needs an input shape",
+    }
+    for spec, expected in cases.items():
+        try:
+            checked_recipe(base, spec, "")
+        except ValueError as exc:
+            assert expected in str(exc) and "\n" not in str(exc), (spec, exc)
+        else:
+            raise AssertionError(f"{spec!r} was accepted")
+    try:
+        checked_recipe(base, "mlp", "8,x")
+    except ValueError as exc:
+        assert "not a shape" in str(exc)
+    ok = checked_recipe(base, f"{tmp_path}/boom.py:Boom", "2x4")
+    assert ok.model.endswith("boom.py:Boom") and ok.input_shape == (2, 4)
+
+
+async def test_palette_switches_to_a_shipped_model() -> None:
+    app = NNTuiApp(Recipe(loss="cross-entropy", lr=0.1))
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, *steps(2))
+        await palette(pilot, "resnet")
+        assert app.session.done is None and not app.session.records  # the loop was reset
+        assert app.current_recipe.model == "resnet"
+        assert (app.current_recipe.loss, app.current_recipe.lr) == ("cross-entropy", 0.1)
+        await press(pilot, *steps(3))
+        record = app.session.records[-1]
+        assert record.phase is Phase.LOSS
+        # The same loss as plain PyTorch builds for resnet's default batch, in seeded order.
+        from engine.models import ResNet
+
+        torch.manual_seed(0)
+        net = ResNet()
+        input = torch.randn(4, 3, 32, 32)
+        target = torch.randint(0, 10, (4,))
+        assert record.loss == nn.CrossEntropyLoss()(net(input), target).item()
+        assert not app.query_one(GradFnPane).grouped  # 44 nodes: node by node
+
+
+async def test_after_a_forward_error_rewind_reset_and_switch_model(tmp_path: Path) -> None:
+    (tmp_path / "boom.py").write_text(BOOM)
+    recipe = Recipe(
+        model=f"{tmp_path}/boom.py:Boom", input_shape=(2, 4), num_classes=3, loss="cross-entropy"
+    )
+    app = NNTuiApp(recipe)
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, *steps(2))
+        bar = app.query_one(ErrorBar)
+        assert "forward" in bar.message and "boom in forward" in bar.message
+        assert app.session.done is Phase.DEFINE and len(app.session.records) == 1
+        await press(pilot, "left")  # rewind: before define
+        assert app.session.done is None
+        await press(pilot, *steps(2))  # define again, forward fails again
+        assert app.session.done is Phase.DEFINE and "boom in forward" in bar.message
+        await press(pilot, "r")
+        assert app.session.done is None and not app.session.records
+        await press(pilot, *steps(2))
+        assert "boom in forward" in bar.message
+        await palette(pilot, "lenet")
+        assert app.current_recipe.model == "lenet"
+        assert app.current_recipe.input_shape is None and app.current_recipe.num_classes is None
+        await press(pilot, *steps(3))
+        assert not bar.message
+        assert app.session.done is Phase.LOSS
+        assert app.session.records[1].activations[-1].shape == (1, 10)
+
+
+async def test_modal_rejects_a_bad_spec_then_switches_to_a_deep_model(tmp_path: Path) -> None:
+    (tmp_path / "deep.py").write_text(DEEP)
+    app = NNTuiApp(Recipe())
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, *steps(2))
+        await palette(pilot, "your own")
+        assert isinstance(app.screen, ModelScreen)
+        spec = app.screen.query_one("#model-spec", Input)
+        shape = app.screen.query_one("#model-shape", Input)
+        spec.value = f"{tmp_path}/nothere.py:Deep"
+        shape.value = "2,4"
+        spec.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        error = str(app.screen.query_one("#model-error", Static).render())
+        assert error == f"✗ model file not found: {tmp_path}/nothere.py"
+        assert isinstance(app.screen, ModelScreen)
+        assert app.current_recipe == Recipe() and app.session.done is Phase.FORWARD  # unchanged
+        spec.value = f"{tmp_path}/deep.py:Deep"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert not isinstance(app.screen, ModelScreen)
+        assert app.current_recipe.model == f"{tmp_path}/deep.py:Deep"
+        assert app.current_recipe.input_shape == (2, 4)
+        assert app.session.done is None
+        await press(pilot, *steps(2))
+        # The code pane shows the target define inferred (code_recipe), not a placeholder.
+        code = "\n".join(str(line) for line in app.snapshot.listing.lines)
+        assert "target = torch.randn(2, 4)" in code
+        explained = app.query_one(ExplainPane).text
+        assert "The output [2, 4] is the network's guess: 4 scores per sample" in explained
+        assert explained == explain(Phase.FORWARD, app.current_recipe, False, "en", (2, 4))
+        await press(pilot, "space")  # loss: the graph is big, shown by module
+        pane = app.query_one(GradFnPane)
+        assert pane.graph is not None and len(pane.graph) > 300
+        assert pane.grouped
+        root = pane.tree.root
+        assert str(root.label) == "MseLossBackward0"
+        outer = root.children[0]
+        # Entering the model from the loss enters its outermost module first.
+        assert str(outer.label) == "layers (Sequential) · 350 nodes"  # 70 × (Linear 4 + ReLU 1)
+        assert not outer.is_expanded and not outer.children
+        outer.expand()
+        await pilot.pause()
+        relu = outer.children[0]
+        assert str(relu.label) == "ReluBackward0"  # a one-node module: no group line
+        group = relu.children[0]
+        assert str(group.label) == "layers.138 (Linear) · 4 nodes"
+        assert group.data is not None and group.data.group == "layers.138"
+        assert not group.is_expanded
+
+
+async def test_modal_escape_changes_nothing() -> None:
+    app = NNTuiApp(Recipe(model="mlp"))
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, "space")
+        app.ask_model()
+        await pilot.pause()
+        assert isinstance(app.screen, ModelScreen)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not isinstance(app.screen, ModelScreen)
+        assert app.current_recipe == Recipe(model="mlp") and app.session.done is Phase.DEFINE

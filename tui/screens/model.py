@@ -1,0 +1,126 @@
+"""Switch the model from inside the app: a shipped name, or your own ``file.py:NAME`` /
+``package.module:NAME`` with its input shape, checked by the engine's loader before anything
+changes. A bad value shows its one-line error here and the session is left as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Static
+
+from engine import Recipe
+from engine.recipe import MODELS, RecipeError
+
+
+def model_recipe(recipe: Recipe, model: str, input_shape: tuple[int, ...] | None = None) -> Recipe:
+    """``recipe`` with another model, keeping the settings that still make sense.
+
+    Shapes and the watched parameter belong to the old model and go (a shipped model brings
+    its default input shape; ``input_shape`` overrides it). Loss, optimizer, zero_grad, lr,
+    seed and class weights stay. Digits are 1×32×32 images made for the tutorial's Net, so
+    any other model gets the random batch.
+    """
+    data = recipe.data if model == "lenet" else "random"
+    return recipe.with_(
+        model=model,
+        input_shape=input_shape,
+        num_classes=None,
+        target_shape=None,
+        watch=None,
+        data=data,
+    )
+
+
+def parse_shape(text: str) -> tuple[int, ...] | None:
+    """``8,3,32,32`` (or ``8x3x32x32``) → ``(8, 3, 32, 32)``; empty → None."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(d < 1 for d in shape):
+        raise RecipeError(f"{text!r} is not a shape of positive sizes (e.g. 8,3,32,32)")
+    return shape
+
+
+def checked_recipe(recipe: Recipe, spec: str, shape_text: str) -> Recipe:
+    """The recipe to switch to, or ``RecipeError`` with one line saying what is wrong.
+
+    Your own model is imported and built once (``check_model``: the global RNG is put back),
+    so a missing file or name, a factory that raises or returns no module fails here.
+    """
+    spec = spec.strip()
+    if not spec:
+        raise RecipeError(
+            f"give a model: {', '.join(MODELS)}, path/to/file.py:NAME or package.module:NAME"
+        )
+    shape = parse_shape(shape_text)
+    if spec not in MODELS:
+        from engine.loader import check_model, parse_spec
+
+        parse_spec(spec, MODELS)
+        check_model(spec)  # first: a wrong file or name matters more than a missing shape
+        if shape is None:
+            raise RecipeError(f"{spec} needs an input shape (e.g. 8,20 or 4,3,32,32)")
+    return model_recipe(recipe, spec, shape).validate()
+
+
+class ModelScreen(ModalScreen[Recipe | None]):
+    """Two inputs (model, input shape) and a line for the error; enter switches."""
+
+    CSS_PATH = "../styles/model.tcss"
+    BINDINGS = [Binding("escape", "cancel", "Cancel", tooltip="Keep the current model")]
+
+    def __init__(self, recipe: Recipe, busy: Callable[[], bool]) -> None:
+        super().__init__()
+        self.recipe = recipe
+        # A phase running in the worker must not see the loader fork the global RNG.
+        self.busy = busy
+
+    def compose(self) -> ComposeResult:
+        own = self.recipe.model not in MODELS
+        shape = self.recipe.input_shape
+        with Vertical(id="model-body"):
+            yield Label("Switch model (the loop resets)", id="model-title")
+            yield Input(
+                self.recipe.model if own else "",
+                placeholder=f"{' | '.join(MODELS)} | path/to/file.py:NAME | package.module:NAME",
+                id="model-spec",
+            )
+            yield Input(
+                ",".join(str(d) for d in shape) if own and shape else "",
+                placeholder="input shape, e.g. 8,3,32,32 (a shipped model has its own)",
+                id="model-shape",
+            )
+            yield Static("", id="model-error", markup=False)
+            yield Static("enter: switch · tab: next field · escape: cancel", id="model-hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#model-spec", Input).focus()
+
+    @on(Input.Submitted)
+    def _submit(self, event: Input.Submitted) -> None:
+        event.stop()
+        error = self.query_one("#model-error", Static)
+        if self.busy():
+            error.update("✗ still working: try again when the phase is done")
+            return
+        spec = self.query_one("#model-spec", Input).value
+        shape = self.query_one("#model-shape", Input).value
+        try:
+            recipe = checked_recipe(self.recipe, spec, shape)
+        except RecipeError as exc:
+            error.update(f"✗ {exc}")
+            return
+        self.dismiss(recipe)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
