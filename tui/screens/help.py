@@ -28,16 +28,6 @@ After `step` the loop starts again at `forward` (the next iteration).
 one already in `.grad`, so the grad after the second backward is the sum of both. The
 *accumulation* view plots the grad norm over backward calls.
 
-**The views follow the phase**: *grad_fn* after `loss`, *accumulation* after `backward`,
-*tensor* after `step` (and *digits* after a digits `forward`), until you choose one yourself
-(`v`, a click on a tab, `g` or `m`). From then on they stay where you put them ("pinned" under
-the views) until `r` resets, or *views: follow the phase* in the command palette.
-
-**Activations** (`m`): after `forward`, each module's output (`conv1`, `layer1.0.conv1`, …,
-and the whole model's `output`) as a heatmap with its summary line; `m` moves to the next
-module, `M` back, `g` returns to the parameters. The palette (`ctrl+p`, "activation") lists
-them all by name.
-
 ## Keys
 
 | key | does |
@@ -55,6 +45,16 @@ them all by name.
 | `tab` / `shift+tab` | move between panes (↑/↓ in the table selects a parameter) |
 | `?` | this help |
 | `q` | quit |
+
+**The views follow the phase**: *grad_fn* after `loss`, *accumulation* after `backward`,
+*tensor* after `step` (and *digits* after a digits `forward`), until you choose one yourself
+(`v`, a click on a tab, `g` or `m`). From then on they stay where you put them ("pinned" under
+the views) until `r` resets, or *views: follow the phase* in the command palette.
+
+**Activations** (`m`): after `forward`, each module's output (`conv1`, `layer1.0.conv1`, …,
+and the whole model's `output`) as a heatmap with its summary line; `m` moves to the next
+module, `M` back, `g` returns to the parameters. The palette (`ctrl+p`, "activation") lists
+them all by name.
 
 A phase runs off the screen's thread; keys pressed meanwhile wait their turn. If a phase
 fails, the error shows at the bottom and the loop stays where it was.
