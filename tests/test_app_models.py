@@ -226,3 +226,22 @@ async def test_modal_escape_changes_nothing() -> None:
         await settle(pilot)
         assert not isinstance(app.screen, ModelScreen)
         assert app.current_recipe == Recipe(model="mlp") and app.session.done is Phase.DEFINE
+
+
+def test_trace_explains_the_real_output_shape() -> None:
+    from click.testing import CliRunner
+
+    from tests.user_models import Healthy
+    from tui.cli import cli
+
+    torch.manual_seed(0)
+    shape = list(Healthy()(torch.randn(5, 6)).shape)  # what plain PyTorch returns: [5, 3]
+    for lang, expected in (
+        ("en", f"The output {shape} is the network's guess: {shape[1]} scores per sample"),
+        ("ko", f"output {shape}은 신경망의 추측: 샘플마다 class별 점수 {shape[1]}개"),
+    ):
+        args = ["trace", "--model", "tests/user_models.py:Healthy", "--input-shape", "5,6"]
+        result = CliRunner().invoke(cli, [*args, "--iterations", "1", "--lang", lang])
+        assert result.exit_code == 0, result.output
+        assert expected in " ".join(result.output.split())  # rich wraps lines
+        assert "10 scores" not in result.output
