@@ -66,6 +66,18 @@ def _cell(text: str, style: str = "") -> Text:
     return Text(f" {text}", style=style)
 
 
+def _same_cell(old: object, new: object) -> bool:
+    """Same text and same look (rich's ``Text ==`` ignores the base style: the highlight)."""
+    if isinstance(old, Text) and isinstance(new, Text):
+        return (old.plain, old.style, old.spans, old.justify) == (
+            new.plain,
+            new.style,
+            new.spans,
+            new.justify,
+        )
+    return old == new
+
+
 class ParamsTable(DataTable, inherit_bindings=True):
     """One row per parameter; moving the cursor selects the parameter the views show."""
 
@@ -118,7 +130,7 @@ class ParamsTable(DataTable, inherit_bindings=True):
                 for column, cell in zip(COLUMNS, cells):
                     # Only what changed: each update re-renders the whole table (13 ms a time
                     # here), and most phases change one column of it, or nothing.
-                    if self.get_cell(key, column) != cell:
+                    if not _same_cell(self.get_cell(key, column), cell):
                         self.update_cell(key, column, cell, update_width=True)
         if selected in names:
             self.move_cursor(row=names.index(selected), animate=False)
