@@ -145,3 +145,18 @@ async def test_500_random_keys_keep_the_app_alive_and_truthful(
         await pilot.press("q")
         await pilot.pause()
     assert app.return_code in (0, None)
+
+
+async def test_many_iterations_in_a_row_stay_alive() -> None:
+    """Past ten iterations the plots stop labelling every tick; that must not crash the app."""
+    app = NNTuiApp(Recipe(seed=0))
+    app.animation_level = "none"
+    iterations = 12
+    async with app.run_test(size=CHECK_SIZE) as pilot:
+        await settle(pilot)
+        for _ in range(1 + iterations * 5):
+            send_key(app, "space")
+            await settle(pilot)
+        assert app.is_running
+        assert (app.session.done, app.session.iteration) == (Phase.STEP, iterations)
+        await check(app, pilot)

@@ -242,7 +242,8 @@ class AccumulationPane(Vertical):
                 label="fresh",
             )
             plt.title(f"‖{name}.grad‖ per backward")
-            plt.xticks(calls if len(calls) <= 10 else None)
+            if len(calls) <= 10:  # more: plotext's own ticks (xticks(None) raises)
+                plt.xticks(calls)
         plt.xlabel("backward call")
         widget.refresh()
 
@@ -257,6 +258,7 @@ class AccumulationPane(Vertical):
             iterations = [i for i, _ in view.losses]
             plt.plot(iterations, [v for _, v in view.losses], marker="braille")
             plt.title(f"loss {fmt(view.losses[-1][1])}")
-            plt.xticks(iterations if len(iterations) <= 10 else None)
+            if len(iterations) <= 10:  # more: plotext's own ticks (xticks(None) raises)
+                plt.xticks(iterations)
         plt.xlabel("iteration")
         widget.refresh()
