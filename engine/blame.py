@@ -17,6 +17,12 @@ import torch.nn as nn
 
 from .summary import shape_text
 
+# What user model code can raise, all of it: ``except Exception`` misses a stray ``sys.exit()``
+# and a ``raise KeyboardInterrupt``, which would end trace silently with the user's exit code or
+# escape a Textual worker and take the app down. A real ctrl-c reaches no phase in the app (the
+# terminal is in raw mode), and in ``trace`` it becomes a phase error that exits 130.
+USER_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit, KeyboardInterrupt)
+
 
 class ModuleFailure(RuntimeError):
     """An exception raised inside ``module``'s forward; ``original`` is what was raised."""
@@ -76,7 +82,7 @@ def blame_modules(net: nn.Module) -> Iterator[None]:
         yield
     except ModuleFailure:
         raise  # already located by an inner block
-    except Exception as exc:
+    except USER_ERRORS as exc:
         if not stack:
             raise
         path, module, shapes = stack[-1]

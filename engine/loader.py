@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .blame import ModuleFailure, blame_modules
+from .blame import USER_ERRORS, ModuleFailure, blame_modules
 from .recipe import RecipeError
 from .summary import shape_text
 
@@ -93,7 +93,7 @@ def _import_file(path: Path) -> ModuleType:
         spec.loader.exec_module(module)
     # Importing user code can raise anything (SystemExit included, for a stray sys.exit());
     # it is reported as one line rather than ending the program.
-    except (Exception, SystemExit) as exc:
+    except USER_ERRORS as exc:
         del sys.modules[name]
         raise RecipeError(f"cannot import {path}: {_one_line(exc)}") from exc
     return module
@@ -122,7 +122,7 @@ def load_factory(spec: ModelSpec) -> Factory:
         try:
             module = importlib.import_module(spec.module)
         # Same as for files: whatever the import raises is the user's, reported in one line.
-        except (Exception, SystemExit) as exc:
+        except USER_ERRORS as exc:
             raise RecipeError(f"cannot import {spec.module}: {_one_line(exc)}") from exc
     obj: Any = module
     for part in spec.name.split("."):
@@ -156,8 +156,8 @@ def instantiate(factory: Factory, spec: ModelSpec) -> nn.Module:
     """Call the factory with no arguments and check what it returned."""
     try:
         net = factory()
-    # The factory is user code: any exception becomes one line naming the call.
-    except Exception as exc:
+    # The factory is user code: anything it raises becomes one line naming the call.
+    except USER_ERRORS as exc:
         raise RecipeError(f"{spec.name}() from {spec.where} raised {_one_line(exc)}") from exc
     if not isinstance(net, nn.Module):
         raise RecipeError(

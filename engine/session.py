@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .blame import ModuleFailure, blame_modules
+from .blame import USER_ERRORS, ModuleFailure, blame_modules
 from .checks import cross_entropy_nn_vs_f, optimizer_state_lines, sgd_vs_manual
 from .codegen import phase_code
 from .graph import walk_grad_fn
@@ -89,6 +89,8 @@ class Session:
         # The submodule calls of the forward behind ``output``: the loss tags its graph with them.
         self._module_calls: tuple[ModuleCall, ...] = ()
         self._param_states: list[ParamState] = []
+        # Why the latest ``rewind`` undid nothing, when user code made it fail.
+        self.rewind_error: PhaseError | None = None
         self.history.clear()
         self.history.push(Checkpoint(None, 0, rng=torch.get_rng_state()))
 
@@ -151,30 +153,17 @@ class Session:
         """Run the next phase. On any exception the session is restored and an error returned."""
         phase = self.next_phase
         iteration = self.next_iteration
-        live = (
-            self.output,
-            self.loss,
-            dict(self.activations),
-            self.nonfinite_modules,
-            self._module_calls,
-        )
+        live = self._live()
         try:
             record = self._run(phase, iteration)
         # User model code can raise anything; this is the one place it is caught and reported.
-        except Exception as exc:  # noqa: BLE001
-            # A backward that raised may have freed part of its graph: rebuild it instead.
-            rebuild = phase is Phase.BACKWARD
-            self._restore(self.history.current, recompute=rebuild)
-            if not rebuild:
-                (
-                    self.output,
-                    self.loss,
-                    self.activations,
-                    self.nonfinite_modules,
-                    self._module_calls,
-                ) = live
-            original = exc.original if isinstance(exc, ModuleFailure) else exc
-            return PhaseError(phase, iteration, type(original).__name__, _message(exc))
+        except USER_ERRORS as exc:
+            # A backward that raised may have freed part of its graph: rebuild it instead, and
+            # keep the graph it had only if the user's forward raises while rebuilding.
+            if phase is not Phase.BACKWARD or self._restore_rebuilding(self.history.current):
+                self._restore(self.history.current, recompute=False)
+                self._set_live(live)
+            return _error(phase, iteration, exc)
         self.records.append(record)
         self._checkpoint(phase)
         return record
@@ -563,14 +552,60 @@ class Session:
         return self.history.can_rewind(n)
 
     def rewind(self, n: int = 1) -> int:
-        """Undo up to ``n`` phases; returns how many were undone (history may be shorter)."""
-        undone = 0
-        while undone < n and self.history.can_rewind():
-            self.history.pop()
-            undone += 1
-        if undone:
-            self._restore(self.history.current, recompute=True)
-        return undone
+        """Undo up to ``n`` phases; returns how many were undone (history may be shorter).
+
+        All or nothing: when the graph of the checkpoint rewound to cannot be recomputed (the
+        user's forward raises this time), nothing changes, 0 is returned and
+        ``rewind_error`` says why.
+        """
+        self.rewind_error = None
+        live, records = self._live(), list(self.records)
+        popped: list[Checkpoint] = []
+        while len(popped) < n and self.history.can_rewind():
+            popped.append(self.history.pop())
+        if not popped:
+            return 0
+        target = self.history.current
+        failure = self._restore_rebuilding(target)
+        if failure is None:
+            return len(popped)
+        # The recomputed forward ran (the loss failed) or did not (the forward failed).
+        phase = Phase.FORWARD if self.output is None else Phase.LOSS
+        for cp in reversed(popped):
+            self.history.push(cp)
+        self.records[:] = records
+        self._restore(self.history.current, recompute=False)
+        self._set_live(live)
+        self.rewind_error = _error(phase, target.iteration, failure)
+        return 0
+
+    def _restore_rebuilding(self, cp: Checkpoint) -> BaseException | None:
+        """Restore ``cp`` and recompute its graph; what user code raised, if it did (then the
+        session is half restored and the caller must restore something whole)."""
+        try:
+            self._restore(cp, recompute=True)
+        except USER_ERRORS as exc:
+            return exc
+        return None
+
+    def _live(self) -> tuple[Any, ...]:
+        """What a checkpoint does not hold: the live graph of this iteration and its by-products."""
+        return (
+            self.output,
+            self.loss,
+            dict(self.activations),
+            self.nonfinite_modules,
+            self._module_calls,
+        )
+
+    def _set_live(self, live: tuple[Any, ...]) -> None:
+        (
+            self.output,
+            self.loss,
+            self.activations,
+            self.nonfinite_modules,
+            self._module_calls,
+        ) = live
 
     def _restore(self, cp: Checkpoint, *, recompute: bool) -> None:
         if cp.done is None:
@@ -732,6 +767,11 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, (PhaseFailure, RecipeError, ModuleFailure)):
         return _one_line(exc)
     return f"{type(exc).__name__}: {_one_line(exc)}"
+
+
+def _error(phase: Phase, iteration: int, exc: BaseException) -> PhaseError:
+    original = exc.original if isinstance(exc, ModuleFailure) else exc
+    return PhaseError(phase, iteration, type(original).__name__, _message(exc))
 
 
 def _with_diagnostics(record: PhaseRecord, diags: tuple[Diagnostic, ...]) -> PhaseRecord:

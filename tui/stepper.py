@@ -56,7 +56,7 @@ class Snapshot:
     """The session as the UI may draw it, right after one action."""
 
     action: Action
-    result: PhaseRecord | PhaseError | None  # what NEXT produced
+    result: PhaseRecord | PhaseError | None  # what NEXT produced (or why REWIND could not)
     rewound: int  # phases undone by REWIND
     records: tuple[PhaseRecord, ...]
     done: Phase | None
@@ -121,6 +121,8 @@ def perform(
         result = session.run_next()
     elif action is Action.REWIND:
         rewound = session.rewind(1)
+        # A rewind whose recomputed forward raised undid nothing: show why, as for a phase.
+        result = session.rewind_error
     elif action is Action.RESET:
         session.reset(request.recipe)
         if which == ACTIVATION:

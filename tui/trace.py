@@ -72,7 +72,8 @@ def run_trace(
             # Everything printed so far stays, and comes out before the error line.
             sys.stdout.flush()
             print(result.line(), file=sys.stderr)
-            return 1
+            # ctrl-c while a phase runs lands here as the phase's error: exit as interrupted.
+            return 130 if result.type == "KeyboardInterrupt" else 1
         if as_json:
             sys.stdout.write(record_to_line(result) + "\n")
         else:

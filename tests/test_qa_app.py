@@ -1,0 +1,91 @@
+"""QA: user model code that would take the app down, driven by key presses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine import Phase, Recipe
+from tui.app import NNTuiApp
+from tui.pilot import press, steps
+from tui.widgets.errorbar import ErrorBar
+
+SIZE = (120, 40)
+
+MODELS = """
+import sys
+import torch.nn as nn
+
+
+class Exits(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        sys.exit(4)
+
+
+class Interrupts(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        raise KeyboardInterrupt
+
+
+class FailsOnSecondCall(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("second call")
+        return self.fc(x)
+"""
+
+
+def make_app(tmp_path: Path, name: str) -> NNTuiApp:
+    path = tmp_path / "qa_app_models.py"
+    path.write_text(MODELS)
+    # --target-shape: no dry forward at define, so the first forward call is the forward phase.
+    app = NNTuiApp(Recipe(model=f"{path}:{name}", input_shape=(2, 4), target_shape=(2, 3)))
+    app.animation_level = "none"
+    return app
+
+
+@pytest.mark.parametrize("name", ["Exits", "Interrupts"])
+async def test_forward_that_exits_or_interrupts_is_a_phase_error(tmp_path: Path, name: str) -> None:
+    app = make_app(tmp_path, name)
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, *steps(2))  # define, forward (raises)
+        assert app.is_running
+        message = app.query_one(ErrorBar).message
+        assert message.startswith("✗ forward failed (iteration 1): net ("), message
+        assert message.endswith("the loop is still after define.")
+        assert app.session.done is Phase.DEFINE and app.snapshot.done is Phase.DEFINE
+        await press(pilot, "left")  # and the app goes on
+        assert app.session.done is None and app.query_one(ErrorBar).message == ""
+
+
+async def test_rewind_whose_forward_fails_shows_why_and_stays(tmp_path: Path) -> None:
+    app = make_app(tmp_path, "FailsOnSecondCall")
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, *steps(3))  # define, forward, loss
+        await press(pilot, "left")  # rewinding to after forward recomputes it: call 2 raises
+        assert app.is_running
+        message = app.query_one(ErrorBar).message
+        assert message == (
+            "✗ forward failed (iteration 1): net (FailsOnSecondCall): input [2, 4]: second call"
+            " — nothing changed, the loop is still after loss."
+        )
+        assert app.session.done is Phase.LOSS and app.snapshot.done is Phase.LOSS
+        assert app.snapshot.next_phase is Phase.ZERO_GRAD
+        assert len(app.session.records) == 3
+        await press(pilot, "left")  # call 3 works: the rewind goes through this time
+        assert app.session.done is Phase.FORWARD and app.query_one(ErrorBar).message == ""

@@ -1,0 +1,190 @@
+"""QA: user model code that raises what ``except Exception`` misses (``sys.exit()``,
+``KeyboardInterrupt``), and a user forward that fails only when a rewind recomputes it.
+
+Whatever user code raises, the session stays consistent and the caller gets a ``PhaseError``
+or a one-line exit-2 error; nothing escapes to kill the program."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine import Phase, PhaseError, PhaseRecord, Recipe, Session
+from tui.cli import main
+
+MODELS = '''
+import sys
+import torch.nn as nn
+
+
+class Exits(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        sys.exit(4)
+
+
+class Interrupts(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        raise KeyboardInterrupt
+
+
+class FailsOnSecondCall(nn.Module):
+    """Works once, then raises: a rewind that recomputes the forward meets the failure."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("second call")
+        return self.fc(x)
+
+
+class ExitsInInit(nn.Module):
+    def __init__(self):
+        sys.exit(0)
+
+
+class InterruptsInInit(nn.Module):
+    def __init__(self):
+        raise KeyboardInterrupt
+'''
+
+
+@pytest.fixture
+def models(tmp_path: Path) -> str:
+    path = tmp_path / "qa_models.py"
+    path.write_text(MODELS)
+    return str(path)
+
+
+def recipe(models: str, name: str) -> Recipe:
+    # --target-shape: no dry forward at define, so the first forward call is the forward phase.
+    return Recipe(model=f"{models}:{name}", input_shape=(2, 4), target_shape=(2, 3))
+
+
+@pytest.mark.parametrize(
+    "name,kind", [("Exits", "SystemExit"), ("Interrupts", "KeyboardInterrupt")]
+)
+def test_forward_raising_a_base_exception_is_a_phase_error(
+    models: str, name: str, kind: str
+) -> None:
+    s = Session(recipe(models, name))
+    define = s.run_next()
+    assert isinstance(define, PhaseRecord)
+    error = s.run_next()
+    assert isinstance(error, PhaseError)
+    assert (error.phase, error.type) == (Phase.FORWARD, kind)
+    assert s.records == [define] and s.next_phase is Phase.FORWARD
+
+
+def test_trace_reports_sys_exit_in_forward_as_a_phase_error(
+    models: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            [
+                "trace",
+                "--json",
+                "--model",
+                f"{models}:Exits",
+                "--input-shape",
+                "2,4",
+                "--target-shape",
+                "2,3",
+            ]
+        )
+    _, err = capsys.readouterr()
+    assert exit_.value.code == 1
+    assert err.splitlines() == ["error in forward: net (Exits): input [2, 4]: SystemExit: 4"]
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("ExitsInInit", "ExitsInInit() from {} raised SystemExit: 0"),
+        (
+            "InterruptsInInit",
+            "InterruptsInInit() from {} raised KeyboardInterrupt: KeyboardInterrupt",
+        ),
+    ],
+)
+def test_factory_raising_a_base_exception_is_a_usage_error(
+    models: str, name: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["trace", "--model", f"{models}:{name}", "--input-shape", "2,4"])
+    out, err = capsys.readouterr()
+    assert (exit_.value.code, out) == (2, "")
+    assert err.splitlines() == ["nntui: error: " + expected.format(models)]
+
+
+def test_module_interrupting_its_import_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "ki.py"
+    path.write_text("raise KeyboardInterrupt\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["trace", "--model", f"{path}:Net", "--input-shape", "2,4"])
+    _, err = capsys.readouterr()
+    assert exit_.value.code == 2
+    assert err.splitlines() == [
+        f"nntui: error: cannot import {path}: KeyboardInterrupt: KeyboardInterrupt"
+    ]
+
+
+def test_rewind_whose_recomputed_forward_fails_changes_nothing(models: str) -> None:
+    s = Session(recipe(models, "FailsOnSecondCall"))
+    records = [s.run_next() for _ in range(3)]  # define, forward, loss
+    assert all(isinstance(r, PhaseRecord) for r in records)
+    loss, params = s.loss, [p.detach().clone() for p in s.params]
+    assert s.rewind(1) == 0  # rebuilding the forward's graph calls forward a second time
+    error = s.rewind_error
+    assert isinstance(error, PhaseError) and error.phase is Phase.FORWARD
+    assert error.message == "net (FailsOnSecondCall): input [2, 4]: second call"
+    # Exactly as before the rewind: still after loss, same records, same live loss tensor.
+    assert (s.done, s.next_phase, s.records) == (Phase.LOSS, Phase.ZERO_GRAD, records)
+    assert s.loss is loss
+    assert all(torch.equal(p, q) for p, q in zip(s.params, params))
+    # The loop goes on from there (the third forward call works again).
+    assert isinstance(s.run_next(), PhaseRecord)
+    assert isinstance(s.run_next(), PhaseRecord)  # backward through the kept graph
+    assert s.rewind(1) == 1 and s.rewind_error is None and s.done is Phase.ZERO_GRAD
+
+
+def test_trace_exits_130_when_a_phase_is_interrupted(
+    models: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What ctrl-c in the middle of a phase looks like to trace: the phase's KeyboardInterrupt.
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            [
+                "trace",
+                "--json",
+                "--model",
+                f"{models}:Interrupts",
+                "--input-shape",
+                "2,4",
+                "--target-shape",
+                "2,3",
+            ]
+        )
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 130
+    assert err.splitlines() == [
+        "error in forward: net (Interrupts): input [2, 4]: KeyboardInterrupt: KeyboardInterrupt"
+    ]
+    assert [json.loads(line)["phase"] for line in out.splitlines()] == ["define"]
