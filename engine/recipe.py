@@ -62,8 +62,13 @@ class Recipe:
             raise RecipeError(f"lr must be a positive finite number, got {self.lr}")
         if self.batch_size < 1:
             raise RecipeError(f"batch size must be at least 1, got {self.batch_size}")
+        if not -(2**63) <= self.seed < 2**64:
+            raise RecipeError(
+                f"seed must be in -2**63..2**64-1 (what torch.manual_seed takes), got {self.seed}"
+            )
         if self.class_weights and self.loss != "cross-entropy":
             raise RecipeError("--class-weight needs --loss cross-entropy")
+        self._validate_class_weights()
         for shape_name in ("input_shape", "target_shape"):
             shape = getattr(self, shape_name)
             if shape is not None and (not shape or any(d < 1 for d in shape)):
@@ -85,6 +90,29 @@ class Recipe:
             if self.input_shape is None and self.data == "random":
                 raise RecipeError(f"--input-shape is needed for {self.model}")
         return self
+
+    def _validate_class_weights(self) -> None:
+        """A weight that cannot apply is a bad option, not a failing define (and ``export``
+        would write a script that crashes). Classes unknown until define (a user model without
+        ``--num-classes``) are checked there, by ``class_weight_tensor``."""
+        if self.num_classes is not None:
+            classes: int | None = self.num_classes
+        elif self.data == "digits":
+            from .digits import NUM_CLASSES
+
+            classes = NUM_CLASSES
+        else:
+            classes = MODELS[self.model][2] if self.model in MODELS else None
+        for k, w in self.class_weights:
+            if k < 0 or (classes is not None and k >= classes):
+                top = f"0..{classes - 1}" if classes is not None else "0 and up"
+                raise RecipeError(f"class weight for class {k}, but classes are {top}")
+            # A NaN or infinite weight only makes a NaN loss; a negative one turns "this class
+            # counts more" into "unlearn this class" and can make the weighted mean divide by 0.
+            if not (w >= 0 and w < float("inf")):
+                raise RecipeError(
+                    f"class weight for class {k} must be a finite number >= 0, got {w:g}"
+                )
 
 
 class BatchSource(Protocol):

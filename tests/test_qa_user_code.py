@@ -188,3 +188,76 @@ def test_trace_exits_130_when_a_phase_is_interrupted(
         "error in forward: net (Interrupts): input [2, 4]: KeyboardInterrupt: KeyboardInterrupt"
     ]
     assert [json.loads(line)["phase"] for line in out.splitlines()] == ["define"]
+
+
+# ------------------------------------------------------------------ option values (exit 2)
+def _usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main(["trace", *argv])
+    out, err = capsys.readouterr()
+    assert (exit_.value.code, out) == (2, ""), err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    return err.strip()
+
+
+@pytest.mark.parametrize("seed", ["99999999999999999999", str(2**64), str(-(2**63) - 1)])
+def test_seed_torch_cannot_take_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], seed: str
+) -> None:
+    # torch.manual_seed takes -2**63 .. 2**64-1; beyond it, define failed with exit 1.
+    assert _usage_error(capsys, "--seed", seed) == (
+        f"nntui: error: seed must be in -2**63..2**64-1 (what torch.manual_seed takes), got {seed}"
+    )
+
+
+@pytest.mark.parametrize("seed", [-(2**63), -1, 2**64 - 1])
+def test_seeds_at_the_ends_of_the_range_run(seed: int) -> None:
+    s = Session(Recipe(seed=seed))
+    assert isinstance(s.run_next(), PhaseRecord)
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["--loss", "cross-entropy", "--class-weight", "11=1"], "class 11, but classes are 0..9"),
+        (["--loss", "cross-entropy", "--class-weight", "-1=2"], "class -1, but classes are 0..9"),
+        (["--num-classes", "10", "--class-weight", "10=1"], "class 10, but classes are 0..9"),
+        (
+            ["--data", "digits", "--loss", "cross-entropy", "--class-weight", "10=3"],
+            "class 10, but classes are 0..9",
+        ),
+        (
+            ["--loss", "cross-entropy", "--class-weight", "3=nan"],
+            "class 3 must be a finite number >= 0, got nan",
+        ),
+        (
+            ["--loss", "cross-entropy", "--class-weight", "3=inf"],
+            "class 3 must be a finite number >= 0, got inf",
+        ),
+        (
+            ["--loss", "cross-entropy", "--class-weight", "3=-1"],
+            "class 3 must be a finite number >= 0, got -1",
+        ),
+    ],
+)
+def test_class_weight_that_cannot_apply_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    line = _usage_error(capsys, *argv)
+    assert line.startswith("nntui: error: class weight for ") and line.endswith(expected), line
+
+
+def test_export_refuses_a_class_weight_its_script_would_crash_on(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "x.py"
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", "--loss", "cross-entropy", "--class-weight", "11=1", "-o", str(out)])
+    assert exit_.value.code == 2 and not out.exists()
+
+
+def test_class_weight_zero_is_fine(capsys: pytest.CaptureFixture[str]) -> None:
+    # (0=0 would be NaN here: seed 0's single target is class 0 and the weighted mean is 0/0.)
+    with pytest.raises(SystemExit) as exit_:
+        main(["trace", "--json", "--loss", "cross-entropy", "--class-weight", "3=0"])
+    assert exit_.value.code == 0
