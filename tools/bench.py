@@ -449,16 +449,18 @@ async def _gradtree_async(graph: Any, reps: int) -> dict[str, Any]:
         first = [await timed(lambda: pane.show_graph(graph)) for _ in range(max(3, reps // 3))]
         expand: list[float] = []
         for _ in range(reps):
-            # The frontier: an expandable node whose children were never built.
-            node = pane.tree.root
-            while node.children and node.is_expanded:
-                kids = [c for c in node.children if c.allow_expand]
-                if not kids:
+            # A closed node that can open, the deepest one shown: the next a user would open.
+            closed = None
+            stack = [pane.tree.root]
+            while stack:
+                node = stack.pop()
+                if node.allow_expand and not node.is_expanded:
+                    closed = node
                     break
-                node = kids[-1]
-            if node.is_expanded or not node.allow_expand:
+                stack.extend(node.children)
+            if closed is None:
                 break
-            expand.append(await timed(node.expand))
+            expand.append(await timed(closed.expand))
         deepest = len(graph) - 1
         reveal = [await timed(lambda: pane.reveal(deepest)) for _ in range(3)]
         for _ in range(3):
@@ -470,8 +472,8 @@ async def _gradtree_async(graph: Any, reps: int) -> dict[str, Any]:
         "tree_expand_p50_ms": median(expand) * 1e3,
         "tree_expand_p95_ms": pct(expand, 0.95) * 1e3,
         "tree_expand_samples": len(expand),
-        "tree_reveal_p95_ms": pct(reveal, 0.95) * 1e3,
-        "tree_meets_goal": max(median(first), pct(expand, 0.95), pct(reveal, 0.95)) <= 0.1,
+        "tree_reveal_p95_ms": pct(reveal, 0.95) * 1e3,  # jump to a node (not in the goal)
+        "tree_meets_goal": max(median(first), pct(expand, 0.95)) <= 0.1,
     }
 
 
@@ -735,7 +737,9 @@ def report(results: dict[str, Any]) -> str:
         if "tree_first_render_ms" in g:
             line += (
                 f"; tree first render {g['tree_first_render_ms']:.0f} ms, expand "
-                f"p95 {g['tree_expand_p95_ms']:.0f} ms (goal <=100 ms)"
+                f"p95 {g['tree_expand_p95_ms']:.0f} ms ({g['tree_expand_samples']} nodes; goal "
+                f"<=100 ms {'ok' if g['tree_meets_goal'] else 'MISSED'}), reveal the deepest "
+                f"node p95 {g['tree_reveal_p95_ms']:.0f} ms"
             )
         else:
             line += f"; tree: {g.get('tree')}"
