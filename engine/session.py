@@ -239,6 +239,12 @@ class Session:
         calls: list[ModuleCall] = []
         with _capture(self.setup.net, captured, nonfinite), record_calls(self.setup.net, calls):
             output = self.setup.net(input)
+        if not isinstance(output, torch.Tensor):
+            # Said here, where it happened: the loss would fail on it with an unrelated message.
+            raise PhaseFailure(
+                f"net returned {type(output).__name__}, not a tensor: "
+                "the loss needs one output tensor"
+            )
         self.output = output
         self._module_calls = tuple(calls)
         self.loss = None

@@ -261,3 +261,53 @@ def test_class_weight_zero_is_fine(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["trace", "--json", "--loss", "cross-entropy", "--class-weight", "3=0"])
     assert exit_.value.code == 0
+
+
+# ------------------------------------------------------------------ a forward that is no tensor
+RETURNS = """
+import torch.nn as nn
+
+
+class Pair(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return y, y
+
+
+class Named(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return {"out": self.fc(x)}
+"""
+
+
+@pytest.mark.parametrize(
+    "name,argv,kind",
+    [
+        ("Pair", ["--num-classes", "3"], "tuple"),
+        ("Named", ["--target-shape", "2,3"], "dict"),
+        ("Named", ["--num-classes", "3"], "dict"),
+    ],
+)
+def test_forward_returning_no_tensor_fails_at_forward_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, argv: list[str], kind: str
+) -> None:
+    # Was: ``error in loss: AttributeError: 'dict' object has no attribute 'shape'`` (our own
+    # shape check tripping over it) or a TypeError from inside cross_entropy.
+    path = tmp_path / "returns.py"
+    path.write_text(RETURNS)
+    with pytest.raises(SystemExit) as exit_:
+        main(["trace", "--json", "--model", f"{path}:{name}", "--input-shape", "2,4", *argv])
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 1
+    assert err.splitlines() == [
+        f"error in forward: net returned {kind}, not a tensor: the loss needs one output tensor"
+    ]
+    assert [json.loads(line)["phase"] for line in out.splitlines()] == ["define"]
