@@ -33,7 +33,7 @@ class GradChange:
     fresh: TensorSummary | None  # this backward's contribution; None: no grad flowed here
     after: TensorSummary | None
     accumulated: bool  # ``before`` existed, so PyTorch added into it
-    exact: bool  # after == before + fresh (or == fresh), checked with torch.equal
+    exact: bool  # after == before + fresh (or == fresh), bit for bit (engine.bitwise)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .bitwise import bit_equal
 from .blame import USER_ERRORS, ModuleFailure, blame_modules
 from .checks import cross_entropy_nn_vs_f, optimizer_state_lines, sgd_vs_manual
 from .codegen import phase_code
@@ -375,10 +376,10 @@ class Session:
             self._phase_summaries[("grad", name)] = after_s
             if contrib is None:  # no gradient flowed here this time
                 changes.append(
-                    GradChange(name, before_s, None, after_s, True, torch.equal(after, prev))
+                    GradChange(name, before_s, None, after_s, True, bit_equal(after, prev))
                 )
                 continue
-            exact = torch.equal(after, prev + contrib)
+            exact = bit_equal(after, prev + contrib)
             changes.append(GradChange(name, before_s, summarize(contrib), after_s, True, exact))
         printed = ""
         if watch:
@@ -423,7 +424,7 @@ class Session:
                     if self.recipe.optimizer == "sgd"
                     else before[i].sub(g * self.lr)
                 )
-                matches = torch.equal(after, expected)
+                matches = bit_equal(after, expected)
                 if matches:
                     self._step_params[i] = expected
                 if g.numel():
@@ -439,7 +440,7 @@ class Session:
                 for k, v in optimizer.state.get(p, {}).items()
                 if isinstance(v, torch.Tensor)
             )
-            if not torch.equal(after, before[i]):
+            if not bit_equal(after, before[i]):
                 changed.append(name)
             changes.append(
                 StepChange(
@@ -566,6 +567,7 @@ class Session:
         """
         self.rewind_error = None
         live, records = self._live(), list(self.records)
+        versions = [p._version for p in self.params]
         popped: list[Checkpoint] = []
         while len(popped) < n and self.history.can_rewind():
             popped.append(self.history.pop())
@@ -581,7 +583,15 @@ class Session:
             self.history.push(cp)
         self.records[:] = records
         self._restore(self.history.current, recompute=False)
-        self._set_live(live)
+        if [p._version for p in self.params] == versions:
+            self._set_live(live)
+        # The attempt wrote into parameters the old graph saved (same values, new version
+        # counters), so that graph would refuse to backward: build it again, or go without.
+        elif (
+            self.history.current.done in GRAPH_LIVE
+            and self._restore_rebuilding(self.history.current) is not None
+        ):
+            self._restore(self.history.current, recompute=False)
         self.rewind_error = _error(phase, target.iteration, failure)
         return 0
 
@@ -615,10 +625,10 @@ class Session:
 
     def _restore(self, cp: Checkpoint, *, recompute: bool) -> None:
         if cp.done is None:
-            rng = cp.rng
+            # RNG first: _reset_state checkpoints the RNG it finds as the new starting point.
+            if cp.rng is not None:
+                torch.set_rng_state(cp.rng)
             self._reset_state()
-            if rng is not None:
-                torch.set_rng_state(rng)
             return
         assert self.setup is not None
         net = self.setup.net
@@ -626,7 +636,7 @@ class Session:
             for p, saved in zip(self.params, cp.params):
                 # copy_ bumps the version counter even for equal values, and a live graph that
                 # saved p (kept when a later phase fails) would then refuse to backward.
-                if not torch.equal(p, saved):
+                if not bit_equal(p, saved):
                     p.copy_(saved)
             for p, g in zip(self.params, cp.grads):
                 p.grad = g  # shared with the checkpoint: copy-on-write, see _checkpoint
