@@ -92,6 +92,11 @@ class Session:
         self._param_states: list[ParamState] = []
         # Why the latest ``rewind`` undid nothing, when user code made it fail.
         self.rewind_error: PhaseError | None = None
+        # Per-phase scratch: summaries computed while running (reused for the record), the RNG
+        # this iteration's forward found, and step's tensors bit-equal to the new parameters.
+        self._phase_summaries: dict[tuple[str, str], TensorSummary] = {}
+        self._forward_rng: torch.Tensor | None = None
+        self._step_params: list[torch.Tensor | None] | None = None
         self.history.clear()
         self.history.push(Checkpoint(None, 0, rng=torch.get_rng_state()))
 
@@ -189,7 +194,7 @@ class Session:
         }[phase]
         # Summaries the phase computed anyway (grads after backward, params after step), by
         # (which, name): ``_states`` reuses them instead of summarising the same tensor again.
-        self._phase_summaries: dict[tuple[str, str], TensorSummary] = {}
+        self._phase_summaries = {}
         fields = run(iteration)
         self.done = phase
         self.iteration = iteration
@@ -408,7 +413,7 @@ class Session:
         sgd = self.recipe.optimizer in SGD_RULES
         # Per parameter, a tensor bit-equal to its new value that nothing else holds, for the
         # checkpoint to keep instead of cloning the parameter again (see _checkpoint).
-        self._step_params: list[torch.Tensor | None] = [None] * len(self.params)
+        self._step_params = [None] * len(self.params)
         # Δ and lr·g live only until summarised: two scratch buffers serve every parameter
         # (a fresh multi-megabyte tensor costs more in page faults than the subtraction).
         scratch = _Scratch(max((p.numel() for p in self.params), default=0))
@@ -502,7 +507,7 @@ class Session:
         net = self.setup.net
         params = prev.params
         if fresh or phase in (Phase.DEFINE, Phase.STEP):
-            kept = getattr(self, "_step_params", None) if phase is Phase.STEP else None
+            kept = self._step_params if phase is Phase.STEP else None
             params = tuple(
                 kept[i] if kept is not None and kept[i] is not None else p.detach().clone()
                 for i, p in enumerate(self.params)
