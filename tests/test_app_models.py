@@ -11,12 +11,14 @@ from textual.widgets import Input, Static
 
 from engine import Phase, Recipe
 from engine.explain import explain
+from engine.summary import summary_line
 from tui.app import NNTuiApp
 from tui.pilot import press, settle, steps
 from tui.screens.model import ModelScreen, checked_recipe, model_recipe
 from tui.widgets.errorbar import ErrorBar
 from tui.widgets.explainpane import ExplainPane
 from tui.widgets.gradtree import GradFnPane
+from tui.widgets.heatmap import TensorView
 
 SIZE = (120, 40)
 
@@ -49,6 +51,21 @@ class Deep(nn.Module):
 
     def forward(self, x):
         return self.layers(x)
+"""
+
+
+HALF = """\
+import torch
+import torch.nn as nn
+
+
+class Half(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3).to(torch.bfloat16)
+
+    def forward(self, x):
+        return self.fc(x.to(torch.bfloat16))
 """
 
 
@@ -245,3 +262,31 @@ def test_trace_explains_the_real_output_shape() -> None:
         assert result.exit_code == 0, result.output
         assert expected in " ".join(result.output.split())  # rich wraps lines
         assert "10 scores" not in result.output
+
+
+async def test_a_bfloat16_model_steps_and_the_screen_follows_the_engine(tmp_path: Path) -> None:
+    # numpy has no bfloat16: drawing the tensor used to raise after the phase had run, so the
+    # screen stayed before define while the engine moved on, and every key said "internal error".
+    (tmp_path / "half.py").write_text(HALF)
+    app = NNTuiApp(Recipe(model=f"{tmp_path}/half.py:Half", input_shape=(2, 4)))
+    async with app.run_test(size=SIZE) as pilot:
+        for phase in (Phase.DEFINE, Phase.FORWARD, Phase.LOSS, Phase.ZERO_GRAD, Phase.BACKWARD):
+            await press(pilot, "space")
+            assert not app.query_one(ErrorBar).message, phase
+            assert app.snapshot.done is phase is app.session.done
+        await press(pilot, "space")  # step
+        assert app.snapshot.done is Phase.STEP is app.session.done
+        assert app.snapshot.selected == "fc.weight" and app.snapshot.which == "data"
+        weight = app.session.tensor("fc.weight")
+        assert weight is not None and weight.dtype == torch.bfloat16
+        # Widened for the heatmap only, exactly (every bfloat16 is a float32).
+        assert app.snapshot.values.tolist() == weight.float().tolist()
+        # The numbers quoted are the record's own, as for any other model.
+        state = app.session.last_record.param("fc.weight")
+        assert app.snapshot.summary == f"fc.weight: {summary_line(state.data)}"
+        assert app.query_one(TensorView).summary_text == app.snapshot.summary
+        await press(pilot, "space", "m")  # forward again, then the activation view
+        assert not app.query_one(ErrorBar).message
+        assert app.snapshot.which == "activation" and app.snapshot.activation == "fc"
+        out = app.session.tensor("fc", "activation")
+        assert out is not None and app.snapshot.values.tolist() == out.float().tolist()

@@ -9,6 +9,7 @@ import torch
 from textual.widgets import Footer
 
 import tui.app
+import tui.stepper
 from engine import Phase, Recipe
 from tui.app import FOOTER_ROOMY_WIDTH, NNTuiApp
 from tui.pilot import press, settle, steps
@@ -136,6 +137,31 @@ async def test_an_internal_error_in_the_worker_is_shown_not_fatal() -> None:
         assert app.is_running and not app.busy
         await press(pilot, "space")
         assert app.session.done is Phase.FORWARD
+
+
+async def test_an_action_that_raises_after_the_phase_ran_still_shows_the_engine_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Drawing the result fails after run_next already moved the engine: the screen must not
+    # stay on the state before it.
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, "space")
+
+        def cannot_draw(*args: object) -> None:
+            raise RuntimeError("cannot draw")
+
+        monkeypatch.setattr(tui.stepper, "_view", cannot_draw)
+        await press(pilot, "space")
+        assert app.session.done is Phase.FORWARD
+        assert app.query_one(ErrorBar).message == "✗ internal error: RuntimeError: cannot draw"
+        assert app.snapshot.done is Phase.FORWARD and app.snapshot.next_phase is Phase.LOSS
+        assert len(app.query_one(OutputPane).texts) == 2
+        assert app.is_running and not app.busy
+        monkeypatch.undo()
+        await press(pilot, "space")
+        assert app.snapshot.done is Phase.LOSS is app.session.done
+        assert not app.query_one(ErrorBar).message
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40), (160, 50)])

@@ -27,7 +27,7 @@ from engine.summary import shape_text
 from .commands import RecipeCommands
 from .screens.help import HelpScreen
 from .screens.model import ModelScreen
-from .stepper import ACTIVATION, Action, Request, Snapshot, perform
+from .stepper import ACTIVATION, Action, Request, Snapshot, failed, perform
 from .widgets.accumulation import AccumulationPane
 from .widgets.codepane import CodePane
 from .widgets.diagnostics import DiagnosticsPane
@@ -278,7 +278,13 @@ class NNTuiApp(App[None]):
     def _perform(
         self, request: Request, selected: str | None, which: str, activation: str | None
     ) -> None:
-        snap = perform(self.session, request, selected, which, activation=activation)
+        try:
+            snap = perform(self.session, request, selected, which, activation=activation)
+        except Exception as exc:
+            # perform may raise after the engine moved (run_next ran, drawing failed): post
+            # the session as it is now, with the error, so the screen never shows a stale
+            # state. If even that raises, on_worker_state_changed reports it.
+            snap = failed(self.session, request, selected, which, activation, exc)
         self.post_message(self.Performed(snap))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -311,6 +317,8 @@ class NNTuiApp(App[None]):
             error_bar.show_error(snap.error, snap.done)
         elif snap.action in (Action.NEXT, Action.REWIND, Action.RESET):
             error_bar.clear()
+        if snap.internal is not None:
+            error_bar.show_text(f"✗ internal error: {snap.internal}")
         self._show_tensor(snap)
         graph = current_graph(snap.records)
         if graph is not self._graph_drawn:

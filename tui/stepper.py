@@ -7,10 +7,11 @@ one numpy copy of the tensor on view), so rendering never races a phase.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 import numpy as np
+import torch
 
 from engine import Phase, PhaseError, PhaseRecord, Recipe, Session
 from engine.codegen import Listing, listing
@@ -77,6 +78,7 @@ class Snapshot:
     digits: DigitsReport | None = None  # the latest digits batch, predictions, accuracy
     activation: str | None = None  # the module whose activation is (or was last) on view
     activations: tuple[str, ...] = ()  # modules the latest forward captured, in order
+    internal: str | None = None  # the action raised in the app's own code (not a phase error)
 
     @property
     def last(self) -> PhaseRecord | None:
@@ -134,6 +136,23 @@ def perform(
     return snapshot(session, action, result, rewound, selected, which, activation)
 
 
+def failed(
+    session: Session,
+    request: Request,
+    selected: str | None,
+    which: str,
+    activation: str | None,
+    error: BaseException,
+) -> Snapshot:
+    """The session as it is after ``perform`` raised part-way (``run_next`` may have run).
+
+    The tensor is not drawn (drawing may be what raised); everything else is read afresh, so
+    the screen matches the engine instead of the state before the action.
+    """
+    snap = snapshot(session, request.action, None, 0, selected, which, activation, draw=False)
+    return replace(snap, internal=f"{type(error).__name__}: {error}")
+
+
 def _next_activation(names: tuple[str, ...], current: str | None, offset: int) -> str | None:
     """The module ``offset`` places after ``current`` (wrapping); the first (or last) if none."""
     if not names:
@@ -151,11 +170,16 @@ def snapshot(
     selected: str | None,
     which: str,
     activation: str | None = None,
+    draw: bool = True,
 ) -> Snapshot:
+    """``draw``: read the tensor on view (False: leave it out, with a line saying so)."""
     names = tuple(session.names)
     if selected not in names:
         selected = session.watch
-    if which == ACTIVATION:
+    values: np.ndarray | None
+    if not draw:
+        values, summary = None, "(not drawn: see the error below)"
+    elif which == ACTIVATION:
         values, summary = _activation_view(session, activation)
     else:
         values, summary = _view(session, selected, which)
@@ -193,7 +217,7 @@ def _view(session: Session, name: str | None, which: str) -> tuple[np.ndarray | 
     if tensor is None:
         return None, f"{name}.grad: grad=None" if which == "grad" else f"{name}: absent"
     line = summary_line_of(session, name, which)
-    return tensor.numpy(), line
+    return display_array(tensor), line
 
 
 def latest_activation(session: Session, name: str) -> Activation | None:
@@ -213,7 +237,19 @@ def _activation_view(session: Session, name: str | None) -> tuple[np.ndarray | N
     # The record's own summary, so the output pane and this line quote the same numbers.
     line = summary_line(act.summary) if act is not None else summary_line(summarize(tensor))
     kind = f" ({act.kind})" if act is not None else ""
-    return tensor.numpy(), f"{name}{kind} output: {line}"
+    return display_array(tensor), f"{name}{kind} output: {line}"
+
+
+def display_array(tensor: torch.Tensor) -> np.ndarray:
+    """A numpy copy of ``tensor`` for the heatmap to draw.
+
+    numpy has no bfloat16 (nor float8, …): ``.numpy()`` raises for those, so they are widened
+    to float32 here, for drawing only. The numbers quoted on screen come from the records.
+    """
+    try:
+        return tensor.numpy()
+    except TypeError:  # "Got unsupported ScalarType …": a dtype numpy lacks
+        return tensor.float().numpy()
 
 
 def summary_line_of(session: Session, name: str, which: str) -> str:
