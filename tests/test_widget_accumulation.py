@@ -167,3 +167,18 @@ async def test_empty_log_param_without_grad_and_rewind() -> None:
         assert [i for i, _ in pane.view.losses] == [1]
         # An unknown name falls back to the default rather than failing.
         assert accumulation_view(session.records, "nope").param == "conv1.bias"
+
+
+def test_no_grad_flowed_says_whether_after_equals_before() -> None:
+    from engine.records import GradChange
+    from engine.summary import summarize
+    from tui.widgets.accumulation import check_text
+
+    before = summarize(torch.tensor([1.0, 2.0]))
+    same = GradChange("w", before, None, before, accumulated=True, exact=True)
+    assert check_text(same).plain == "no grad flowed here this backward: after = before ✓"
+    moved = summarize(torch.tensor([1.0, 3.0]))
+    changed = GradChange("w", before, None, moved, accumulated=True, exact=False)
+    text = check_text(changed)
+    assert text.plain == "no grad flowed here this backward: after ≠ before ✗ (not bit-equal)"
+    assert "red" in str(text.style)

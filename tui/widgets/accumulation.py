@@ -146,7 +146,13 @@ def check_text(change: GradChange) -> Text:
     if change.fresh is None:
         if change.after is None:
             return Text("no grad flowed into this parameter (it is not in the loss's graph)")
-        return Text("no grad flowed here this backward: after = before", style="dim")
+        if change.exact:
+            return Text("no grad flowed here this backward: after = before ✓", style="dim")
+        # .grad changed although this backward added nothing to it: say so, never claim "=".
+        return Text(
+            "no grad flowed here this backward: after ≠ before ✗ (not bit-equal)",
+            style="bold red",
+        )
     if not change.accumulated:
         claim, why = "after = fresh", "  (.grad was None, so backward stored it)"
     else:
