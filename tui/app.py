@@ -86,6 +86,8 @@ class NNTuiApp(App[None]):
         "styles/gradtree.tcss",
         "styles/accumulation.tcss",
         "styles/explain.tcss",
+        "styles/diagnostics.tcss",
+        "styles/digits.tcss",
     ]
     TITLE = "nntui"
     # Recipe switching (loss, optimizer, zero_grad, data, …), language, export: tui/commands.py.

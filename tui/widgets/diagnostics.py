@@ -63,14 +63,6 @@ def render(record: PhaseRecord | None) -> Text:
 class DiagnosticsPane(VerticalScroll, can_focus=True):
     """Shows the latest record's diagnostics, worst kind first."""
 
-    DEFAULT_CSS = """
-    DiagnosticsPane {
-        height: 1fr;
-        padding: 0 1;
-        scrollbar-size-vertical: 1;
-    }
-    """
-
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.record: PhaseRecord | None = None

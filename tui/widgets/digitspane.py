@@ -48,10 +48,6 @@ def summary(report: DigitsReport) -> str:
 class DigitsPane(Widget, can_focus=True):
     """Draws a ``DigitsReport``; the label→prediction under each image (argmax of output)."""
 
-    DEFAULT_CSS = """
-    DigitsPane { height: auto; }
-    """
-
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.report: DigitsReport | None = None
