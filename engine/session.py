@@ -7,8 +7,7 @@ a phase that raises is undone by restoring the checkpoint it started from.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -16,14 +15,16 @@ import torch
 import torch.nn as nn
 
 from .bitwise import bit_equal
-from .blame import USER_ERRORS, ModuleFailure, blame_modules
+from .blame import USER_ERRORS
+from .capture import Scratch, capture_outputs, keep_grad
 from .checks import cross_entropy_nn_vs_f, optimizer_state_lines, sgd_vs_manual
 from .codegen import phase_code
+from .failures import PhaseFailure, phase_error
 from .graph import walk_grad_fn
 from .history import DEFAULT_BUDGET_BYTES, Checkpoint, History
 from .modulemap import ModuleCall, record_calls
 from .phases import Phase, next_iteration, next_phase
-from .recipe import Recipe, RecipeError, Setup, build
+from .recipe import Recipe, Setup, build
 from .records import (
     Activation,
     Diagnostic,
@@ -33,21 +34,16 @@ from .records import (
     PhaseRecord,
     StepChange,
 )
+from .rewind import Rewinding
 from .summary import TensorSummary, summarize
 
 SGD_RULES = ("sgd", "manual")
-# Phases after which the autograd graph of this iteration is alive (rebuilt on rewind).
-GRAPH_LIVE = (Phase.FORWARD, Phase.LOSS, Phase.ZERO_GRAD)
-
-
-class PhaseFailure(RuntimeError):
-    """A check of the session's own (non-finite loss, non-scalar loss, …) that stops a phase."""
 
 
 Diagnose = Callable[["Session", PhaseRecord], tuple[Diagnostic, ...]]
 
 
-class Session:
+class Session(Rewinding):
     """One training loop, stepped a phase at a time."""
 
     def __init__(
@@ -169,7 +165,7 @@ class Session:
             if phase is not Phase.BACKWARD or self._restore_rebuilding(self.history.current):
                 self._restore(self.history.current, recompute=False)
                 self._set_live(live)
-            return _error(phase, iteration, exc)
+            return phase_error(phase, iteration, exc)
         self.records.append(record)
         self._checkpoint(phase)
         return record
@@ -243,7 +239,10 @@ class Session:
         captured: dict[str, tuple[str, torch.Tensor]] = {}
         nonfinite: list[str] = []
         calls: list[ModuleCall] = []
-        with _capture(self.setup.net, captured, nonfinite), record_calls(self.setup.net, calls):
+        with (
+            capture_outputs(self.setup.net, captured, nonfinite),
+            record_calls(self.setup.net, calls),
+        ):
             output = self.setup.net(input)
         if not isinstance(output, torch.Tensor):
             # Said here, where it happened: the loss would fail on it with an unrelated message.
@@ -346,7 +345,7 @@ class Session:
         for i, p in enumerate(self.params):
             if p.requires_grad and before[i] is not None:
                 # The hook sees this backward's contribution before AccumulateGrad adds it in.
-                handles.append(p.register_hook(_keep(fresh, i)))
+                handles.append(p.register_hook(keep_grad(fresh, i)))
         watch = self.watch
         watch_before = (
             repr(self.param(watch).grad.clone())
@@ -416,7 +415,7 @@ class Session:
         self._step_params = [None] * len(self.params)
         # Δ and lr·g live only until summarised: two scratch buffers serve every parameter
         # (a fresh multi-megabyte tensor costs more in page faults than the subtraction).
-        scratch = _Scratch(max((p.numel() for p in self.params), default=0))
+        scratch = Scratch(max((p.numel() for p in self.params), default=0))
         for i, (name, p) in enumerate(zip(self.names, self.params)):
             after = p.detach()
             self._phase_summaries[("data", name)] = after_s[i]
@@ -499,195 +498,6 @@ class Session:
                 out.append(prev)
         return out
 
-    # ------------------------------------------------------------------ history
-    def _checkpoint(self, phase: Phase) -> None:
-        assert self.setup is not None
-        prev = self.history.current
-        fresh = prev.done is None
-        net = self.setup.net
-        params = prev.params
-        if fresh or phase in (Phase.DEFINE, Phase.STEP):
-            kept = self._step_params if phase is Phase.STEP else None
-            params = tuple(
-                kept[i] if kept is not None and kept[i] is not None else p.detach().clone()
-                for i, p in enumerate(self.params)
-            )
-            self._step_params = None
-        grads = prev.grads
-        if fresh or phase in (Phase.DEFINE, Phase.ZERO_GRAD, Phase.BACKWARD):
-            # Shared, not cloned (copy-on-write): every in-place write to a .grad goes through
-            # ``_own_grads`` first, which gives the parameter its own copy. Saves a full copy of
-            # every gradient per backward, in time and memory.
-            grads = tuple(p.grad for p in self.params)
-        buffers = prev.buffers
-        if fresh or phase in (Phase.DEFINE, Phase.FORWARD):
-            buffers = tuple(b.detach().clone() for b in net.buffers())
-        opt_state = prev.opt_state
-        if fresh or phase in (Phase.DEFINE, Phase.STEP):
-            state = self.setup.optimizer.state
-            opt_state = tuple(
-                {
-                    k: (v.clone() if isinstance(v, torch.Tensor) else v)
-                    for k, v in state.get(p, {}).items()
-                }
-                for p in self.params
-            )
-        forward_rng = self._forward_rng if phase is Phase.FORWARD else prev.forward_rng
-        if phase is Phase.DEFINE:
-            forward_rng = None
-        self.history.push(
-            Checkpoint(
-                done=phase,
-                iteration=self.iteration,
-                params=params,
-                grads=grads,
-                buffers=buffers,
-                opt_state=opt_state,
-                rng=torch.get_rng_state(),
-                forward_rng=forward_rng,
-                backwards=self.backwards,
-                loss=self.loss_value,
-                records=len(self.records),
-                activations=tuple(self.activations.items())
-                if phase is Phase.FORWARD
-                else (() if phase is Phase.DEFINE else prev.activations),
-            )
-        )
-
-    def _own_grads(self) -> None:
-        """Give every parameter a .grad no checkpoint holds, before writing into it in place."""
-        for p in self.params:
-            if p.grad is not None and self.history.holds(p.grad):
-                p.grad = p.grad.clone()
-
-    def can_rewind(self, n: int = 1) -> bool:
-        return self.history.can_rewind(n)
-
-    def rewind(self, n: int = 1) -> int:
-        """Undo up to ``n`` phases; returns how many were undone (history may be shorter).
-
-        All or nothing: when the graph of the checkpoint rewound to cannot be recomputed (the
-        user's forward raises this time), nothing changes, 0 is returned and
-        ``rewind_error`` says why.
-        """
-        self.rewind_error = None
-        live, records = self._live(), list(self.records)
-        versions = [p._version for p in self.params]
-        popped: list[Checkpoint] = []
-        while len(popped) < n and self.history.can_rewind():
-            popped.append(self.history.pop())
-        if not popped:
-            return 0
-        target = self.history.current
-        failure = self._restore_rebuilding(target)
-        if failure is None:
-            return len(popped)
-        # The recomputed forward ran (the loss failed) or did not (the forward failed).
-        phase = Phase.FORWARD if self.output is None else Phase.LOSS
-        for cp in reversed(popped):
-            self.history.push(cp)
-        self.records[:] = records
-        self._restore(self.history.current, recompute=False)
-        if [p._version for p in self.params] == versions:
-            self._set_live(live)
-        # The attempt wrote into parameters the old graph saved (same values, new version
-        # counters), so that graph would refuse to backward: build it again, or go without.
-        elif (
-            self.history.current.done in GRAPH_LIVE
-            and self._restore_rebuilding(self.history.current) is not None
-        ):
-            self._restore(self.history.current, recompute=False)
-        self.rewind_error = _error(phase, target.iteration, failure)
-        return 0
-
-    def _restore_rebuilding(self, cp: Checkpoint) -> BaseException | None:
-        """Restore ``cp`` and recompute its graph; what user code raised, if it did (then the
-        session is half restored and the caller must restore something whole)."""
-        try:
-            self._restore(cp, recompute=True)
-        except USER_ERRORS as exc:
-            return exc
-        return None
-
-    def _live(self) -> tuple[Any, ...]:
-        """What a checkpoint does not hold: the live graph of this iteration and its by-products."""
-        return (
-            self.output,
-            self.loss,
-            dict(self.activations),
-            self.nonfinite_modules,
-            self._module_calls,
-        )
-
-    def _set_live(self, live: tuple[Any, ...]) -> None:
-        (
-            self.output,
-            self.loss,
-            self.activations,
-            self.nonfinite_modules,
-            self._module_calls,
-        ) = live
-
-    def _restore(self, cp: Checkpoint, *, recompute: bool) -> None:
-        if cp.done is None:
-            # RNG first: _reset_state checkpoints the RNG it finds as the new starting point.
-            if cp.rng is not None:
-                torch.set_rng_state(cp.rng)
-            self._reset_state()
-            return
-        assert self.setup is not None
-        net = self.setup.net
-        with torch.no_grad():
-            for p, saved in zip(self.params, cp.params):
-                # copy_ bumps the version counter even for equal values, and a live graph that
-                # saved p (kept when a later phase fails) would then refuse to backward.
-                if not bit_equal(p, saved):
-                    p.copy_(saved)
-            for p, g in zip(self.params, cp.grads):
-                p.grad = g  # shared with the checkpoint: copy-on-write, see _checkpoint
-        _replace_buffers(net, cp.buffers)
-        state = self.setup.optimizer.state
-        state.clear()
-        for p, saved_state in zip(self.params, cp.opt_state):
-            if saved_state:
-                state[p] = {
-                    k: (v.clone() if isinstance(v, torch.Tensor) else v)
-                    for k, v in saved_state.items()
-                }
-        self._apply_lr()
-        self.done = cp.done
-        self.iteration = cp.iteration
-        self.backwards = cp.backwards
-        self.loss_value = cp.loss
-        del self.records[cp.records :]
-        self._param_states = list(self.records[-1].params) if self.records else []
-        self.activations = dict(cp.activations)
-        self.nonfinite_modules = ()
-        self.output = self.loss = None
-        if recompute and cp.done in GRAPH_LIVE:
-            self._rebuild_graph(cp)
-        if cp.rng is not None:
-            torch.set_rng_state(cp.rng)
-
-    def _rebuild_graph(self, cp: Checkpoint) -> None:
-        """The autograd graph cannot be copied, so a rewind recomputes it from restored state."""
-        assert self.setup is not None and cp.forward_rng is not None
-        torch.set_rng_state(cp.forward_rng)
-        input, target = self.setup.data.batch(cp.iteration)
-        nonfinite: list[str] = []
-        calls: list[ModuleCall] = []
-        # Captured again to know which module first went non-finite (the loss names it) and
-        # which module made each graph node (the loss tags them).
-        with _capture(self.setup.net, {}, nonfinite), record_calls(self.setup.net, calls):
-            self.output = self.setup.net(input)
-        self.nonfinite_modules = tuple(nonfinite)
-        self._module_calls = tuple(calls)
-        if cp.done is not Phase.FORWARD:
-            self.loss = self.setup.criterion(self.output, target)
-        # The recomputed forward moved BatchNorm statistics again; the new graph saved the
-        # moved tensors, so they are replaced, not overwritten in place.
-        _replace_buffers(self.setup.net, cp.buffers)
-
     # ------------------------------------------------------------------ queries
     def tensor(self, name: str, which: str = "data") -> torch.Tensor | None:
         """A detached copy of a parameter (``data``), its ``grad``, or an activation."""
@@ -699,100 +509,6 @@ class Session:
         p = self.param(name)
         t = p.grad if which == "grad" else p
         return None if t is None else t.detach().clone()
-
-
-def _replace_buffers(net: nn.Module, saved: tuple[torch.Tensor, ...]) -> None:
-    """Put ``saved`` (in ``net.buffers()`` order) back as new tensors, never in place.
-
-    BatchNorm's backward node saves ``running_mean``/``running_var``; writing into them would
-    bump their version and a later backward through that graph would fail. A buffer shared
-    by two modules stays shared.
-    """
-    new = {id(b): s.clone() for b, s in zip(net.buffers(), saved)}
-    for module in net.modules():
-        for name, b in module._buffers.items():
-            if b is not None and id(b) in new:
-                module._buffers[name] = new[id(b)]
-
-
-class _Scratch:
-    """Flat buffers reused as temporaries shaped like each parameter in turn."""
-
-    def __init__(self, numel: int) -> None:
-        self.numel = numel
-        self.buffers: dict[tuple[int, torch.dtype], torch.Tensor] = {}
-
-    def get(self, k: int, like: torch.Tensor) -> torch.Tensor:
-        key = (k, like.dtype)
-        buf = self.buffers.get(key)
-        if buf is None:
-            buf = self.buffers[key] = torch.empty(self.numel, dtype=like.dtype)
-        return buf[: like.numel()].view(like.shape)
-
-
-def _keep(store: dict[int, torch.Tensor], i: int) -> Callable[[torch.Tensor], None]:
-    def hook(grad: torch.Tensor) -> None:
-        # No clone: this hook runs only for a parameter whose .grad exists, so AccumulateGrad
-        # adds ``grad`` into .grad instead of adopting it, and nothing writes to ``grad``
-        # before ``_backward`` has summarised it (the hook's reference also stops autograd
-        # from reusing the buffer in place).
-        store[i] = grad.detach()
-
-    return hook
-
-
-@contextmanager
-def _capture(
-    net: nn.Module,
-    out: dict[str, tuple[str, torch.Tensor]],
-    nonfinite: list[str] | None = None,
-) -> Iterator[None]:
-    """Forward hooks on every submodule: its output, detached and cloned (in-place ops follow).
-
-    ``nonfinite`` collects, in the order modules return, those whose output holds NaN/Inf (a
-    module called twice counts at the call that went bad). An exception escaping a module
-    becomes a ``ModuleFailure`` naming the innermost module running (``engine.blame``).
-    """
-    handles = []
-    for name, module in net.named_modules():
-        label = name or "output"
-
-        def hook(mod: nn.Module, args: Any, result: Any, label: str = label) -> None:
-            if isinstance(result, torch.Tensor):
-                kept = result.detach().clone()
-                out[label] = (type(mod).__name__, kept)
-                if (
-                    nonfinite is not None
-                    and kept.is_floating_point()
-                    and label not in nonfinite
-                    and not torch.isfinite(kept).all()
-                ):
-                    nonfinite.append(label)
-
-        handles.append(module.register_forward_hook(hook))
-    try:
-        with blame_modules(net):
-            yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split())
-
-
-def _message(exc: BaseException) -> str:
-    """The error line's text: our own failures speak for themselves, others carry their type."""
-    if isinstance(exc, (PhaseFailure, RecipeError, ModuleFailure)):
-        return _one_line(exc)
-    return f"{type(exc).__name__}: {_one_line(exc)}"
-
-
-def _error(phase: Phase, iteration: int, exc: BaseException) -> PhaseError:
-    original = exc.original if isinstance(exc, ModuleFailure) else exc
-    return PhaseError(phase, iteration, type(original).__name__, _message(exc))
 
 
 def _with_diagnostics(record: PhaseRecord, diags: tuple[Diagnostic, ...]) -> PhaseRecord:
