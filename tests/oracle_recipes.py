@@ -18,27 +18,13 @@ import torch.nn.functional as F
 import torch.optim as optim
 from torch.utils.data import DataLoader, TensorDataset
 
+from tests.oracle import TutorialNet
+
 DIGITS_CSV = Path(__file__).resolve().parent.parent / "engine" / "data" / "digits.csv.gz"
 
 
-class PlainNet(nn.Module):
-    """The tutorial's Net, typed out again."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(F.relu(self.conv1(x)), (2, 2))
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
+# The tutorial's Net, typed out once for all oracles (tests/oracle.py).
+PlainNet = TutorialNet
 
 
 def read_digits() -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torch.optim as optim
 from textual.app import App, ComposeResult
 
 from engine import Phase, PhaseError, Session
+from tests.oracle import TutorialNet
 from tui.widgets.accumulation import AccumulationPane, accumulation_view, value
 
 STYLES = Path(__file__).resolve().parents[1] / "tui" / "styles" / "accumulation.tcss"
@@ -25,20 +25,7 @@ class PaneApp(App):
         yield AccumulationPane()
 
 
-class Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(400, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(F.relu(self.conv1(x)), (2, 2))
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = torch.flatten(x, 1)
-        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+Net = TutorialNet  # the oracle's own copy of the tutorial Net
 
 
 def plain_torch_two_backwards() -> dict[str, torch.Tensor | list[float]]:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from textual.app import App, ComposeResult
 from textual.widgets.tree import TreeNode
 
 from engine import Phase, Session
 from engine.graph import walk_grad_fn
+from tests.oracle import TutorialNet
 from tui.widgets.gradtree import MAX_DEPTH, Entry, GradFnPane
 
 STYLES = Path(__file__).resolve().parents[1] / "tui" / "styles" / "gradtree.tcss"
@@ -44,23 +44,8 @@ def loss_graph():
 def plain_torch_loss() -> tuple[nn.Module, torch.Tensor]:
     """The tutorial in plain PyTorch, in DESIGN.md's seeded construction order."""
 
-    class Net(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv1 = nn.Conv2d(1, 6, 5)
-            self.conv2 = nn.Conv2d(6, 16, 5)
-            self.fc1 = nn.Linear(400, 120)
-            self.fc2 = nn.Linear(120, 84)
-            self.fc3 = nn.Linear(84, 10)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = F.max_pool2d(F.relu(self.conv1(x)), (2, 2))
-            x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-            x = torch.flatten(x, 1)
-            return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
-
     torch.manual_seed(0)
-    net = Net()
+    net = TutorialNet()
     input = torch.randn(1, 1, 32, 32)
     target = torch.randn(10).view(1, -1)
     return net, nn.MSELoss()(net(input), target)
