@@ -26,6 +26,20 @@ class RecipeError(ValueError):
     """A recipe that cannot be built; the message is one line meant for the user."""
 
 
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``8,3,32,32`` (or ``8x3x32x32``) → ``(8, 3, 32, 32)``; anything else ``RecipeError``.
+
+    One parser for the command line (``--input-shape``) and the app's model modal.
+    """
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(d < 1 for d in shape):
+        raise RecipeError(f"{text!r} is not a shape of positive sizes (e.g. 8,3,32,32)")
+    return shape
+
+
 @dataclass(frozen=True)
 class Recipe:
     seed: int = 0
@@ -300,3 +314,22 @@ def resolve(recipe: Recipe) -> Recipe:
     with torch.random.fork_rng(devices=[]):
         setup = build(recipe)
     return setup.resolved or recipe
+
+
+def model_recipe(recipe: Recipe, model: str, input_shape: tuple[int, ...] | None = None) -> Recipe:
+    """``recipe`` with another model, keeping the settings that still make sense.
+
+    Shapes and the watched parameter belong to the old model and go (a shipped model brings
+    its default input shape; ``input_shape`` overrides it). Loss, optimizer, zero_grad, lr,
+    seed and class weights stay. Digits are 1×32×32 images made for the tutorial's Net, so
+    any other model gets the random batch.
+    """
+    data = recipe.data if model == "lenet" else "random"
+    return recipe.with_(
+        model=model,
+        input_shape=input_shape,
+        num_classes=None,
+        target_shape=None,
+        watch=None,
+        data=data,
+    )

@@ -11,10 +11,11 @@ from textual.widgets import Input, Static
 
 from engine import Phase, Recipe
 from engine.explain import explain
+from engine.recipe import model_recipe
 from engine.summary import summary_line
 from tui.app import NNTuiApp
 from tui.pilot import press, settle, steps
-from tui.screens.model import ModelScreen, checked_recipe, model_recipe
+from tui.screens.model import ModelScreen, checked_recipe
 from tui.widgets.errorbar import ErrorBar
 from tui.widgets.explainpane import ExplainPane
 from tui.widgets.gradtree import GradFnPane

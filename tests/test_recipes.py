@@ -158,3 +158,15 @@ def test_sgd_and_manual_give_the_same_parameters():
     total = sum(p.numel() for p in before)
     step = sgd[0][0][Phase.STEP]
     assert f"bit-equal in {equal} of {total} elements" in step.printed
+
+
+def test_parse_shape_is_one_pure_parser_for_cli_and_app() -> None:
+    from engine.recipe import RecipeError, parse_shape
+
+    assert parse_shape("8,3,32,32") == (8, 3, 32, 32)
+    assert parse_shape("2x4") == (2, 4)
+    assert parse_shape("5") == (5,)
+    for bad in ("", "1,a", "0,3", "1,,3", "x", "-1"):
+        with pytest.raises(RecipeError) as info:
+            parse_shape(bad)
+        assert str(info.value) == f"{bad!r} is not a shape of positive sizes (e.g. 8,3,32,32)"

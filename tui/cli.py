@@ -29,13 +29,12 @@ def _shape(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
     """``8,3,32,32`` -> ``(8, 3, 32, 32)``; anything else is a one-line usage error."""
     if value is None:
         return None
+    from engine.recipe import RecipeError, parse_shape  # imports torch: not for --help
+
     try:
-        shape = tuple(int(part) for part in value.replace("x", ",").split(","))
-    except ValueError:
-        shape = ()
-    if not shape or any(d < 1 for d in shape):
-        raise click.BadParameter(f"{value!r} is not a shape of positive sizes (e.g. 8,3,32,32)")
-    return shape
+        return parse_shape(value)
+    except RecipeError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def recipe_options(f: Callable[..., Any]) -> Callable[..., Any]:

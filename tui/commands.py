@@ -15,9 +15,7 @@ from typing import Protocol
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from engine import Recipe
-from engine.recipe import LOSSES, MODELS, OPTIMIZERS, ZERO_GRAD_MODES
-
-from .screens.model import model_recipe
+from engine.recipe import LOSSES, MODELS, OPTIMIZERS, ZERO_GRAD_MODES, model_recipe
 
 LRS = (0.1, 0.01, 0.001)
 BATCH_SIZES = (8, 16, 32, 64)

@@ -15,40 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
 from engine import Recipe
-from engine.recipe import MODELS, RecipeError
-
-
-def model_recipe(recipe: Recipe, model: str, input_shape: tuple[int, ...] | None = None) -> Recipe:
-    """``recipe`` with another model, keeping the settings that still make sense.
-
-    Shapes and the watched parameter belong to the old model and go (a shipped model brings
-    its default input shape; ``input_shape`` overrides it). Loss, optimizer, zero_grad, lr,
-    seed and class weights stay. Digits are 1×32×32 images made for the tutorial's Net, so
-    any other model gets the random batch.
-    """
-    data = recipe.data if model == "lenet" else "random"
-    return recipe.with_(
-        model=model,
-        input_shape=input_shape,
-        num_classes=None,
-        target_shape=None,
-        watch=None,
-        data=data,
-    )
-
-
-def parse_shape(text: str) -> tuple[int, ...] | None:
-    """``8,3,32,32`` (or ``8x3x32x32``) → ``(8, 3, 32, 32)``; empty → None."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        shape = tuple(int(part) for part in text.replace("x", ",").split(","))
-    except ValueError:
-        shape = ()
-    if not shape or any(d < 1 for d in shape):
-        raise RecipeError(f"{text!r} is not a shape of positive sizes (e.g. 8,3,32,32)")
-    return shape
+from engine.recipe import MODELS, RecipeError, model_recipe, parse_shape
 
 
 def checked_recipe(recipe: Recipe, spec: str, shape_text: str) -> Recipe:
@@ -62,7 +29,8 @@ def checked_recipe(recipe: Recipe, spec: str, shape_text: str) -> Recipe:
         raise RecipeError(
             f"give a model: {', '.join(MODELS)}, path/to/file.py:NAME or package.module:NAME"
         )
-    shape = parse_shape(shape_text)
+    shape_text = shape_text.strip()
+    shape = parse_shape(shape_text) if shape_text else None  # empty: the model's own (or none)
     if spec not in MODELS:
         from engine.loader import check_model, parse_spec
 
