@@ -92,6 +92,10 @@ async def test_a_toggles_accumulate_and_zero_grad_is_skipped() -> None:
         assert record.phase is Phase.ZERO_GRAD and record.skipped
         await press(pilot, "a")
         assert app.session.accumulate is False
+        # The zero_grad just run was skipped and still reads so; the setting shows beside it.
+        assert "✓ zero_grad skipped" in bar.render_state(bar.state).plain
+        assert "accumulate: off" in bar.render_state(bar.state).plain
+        await press(pilot, "space")  # past it: zero_grad reads as the setting will run it
         assert "zero_grad skipped" not in bar.render_state(bar.state).plain
 
 

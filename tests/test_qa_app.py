@@ -9,7 +9,9 @@ import pytest
 from engine import Phase, Recipe
 from tui.app import NNTuiApp
 from tui.pilot import press, steps
+from tui.widgets.codepane import CodePane
 from tui.widgets.errorbar import ErrorBar
+from tui.widgets.phasebar import PhaseBar
 
 SIZE = (120, 40)
 
@@ -89,3 +91,37 @@ async def test_rewind_whose_forward_fails_shows_why_and_stays(tmp_path: Path) ->
         assert len(app.session.records) == 3
         await press(pilot, "left")  # call 3 works: the rewind goes through this time
         assert app.session.done is Phase.FORWARD and app.query_one(ErrorBar).message == ""
+
+
+def _bar(app: NNTuiApp) -> str:
+    bar = app.query_one(PhaseBar)
+    return bar.render_state(bar.state).plain
+
+
+def _zero_grad_line(app: NNTuiApp) -> str:
+    pane = app.query_one(CodePane)
+    line = pane.listing.phase_lines[Phase.ZERO_GRAD][0]
+    return pane.render_listing().plain.splitlines()[line]
+
+
+@pytest.mark.parametrize("accumulate", [False, True])
+async def test_the_zero_grad_just_run_reads_as_it_ran_after_toggling_accumulate(
+    accumulate: bool,
+) -> None:
+    # Was: "✓ zero_grad skipped" and "✓ # optimizer.zero_grad()  # skipped" for a zero_grad
+    # that had just set every .grad to None, because the label followed the new setting.
+    app = NNTuiApp(Recipe(seed=0), accumulate=accumulate)
+    app.animation_level = "none"
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, *steps(4))  # define, forward, loss, zero_grad
+        assert app.session.records[-1].skipped is accumulate
+        await press(pilot, "a")  # the setting flips; what ran does not
+        assert app.session.accumulate is not accumulate
+        ran = "✓ zero_grad skipped " if accumulate else "✓ zero_grad "
+        assert ran in _bar(app) and f"accumulate: {'off' if accumulate else 'on'}" in _bar(app)
+        assert ("# skipped" in _zero_grad_line(app)) is accumulate
+        assert _zero_grad_line(app).startswith("✓")
+        await press(pilot, *steps(4))  # backward, step, forward, loss: the next zero_grad
+        upcoming = "▶ zero_grad " if accumulate else "▶ zero_grad skipped "
+        assert upcoming in _bar(app)
+        assert ("# skipped" in _zero_grad_line(app)) is not accumulate

@@ -79,6 +79,9 @@ class Snapshot:
     activation: str | None = None  # the module whose activation is (or was last) on view
     activations: tuple[str, ...] = ()  # modules the latest forward captured, in order
     internal: str | None = None  # the action raised in the app's own code (not a phase error)
+    # How the zero_grad line reads: as it ran when it is the phase just run (accumulate may
+    # have been toggled since), else as the setting will run it.
+    zero_grad_skipped: bool = False
 
     @property
     def last(self) -> PhaseRecord | None:
@@ -183,6 +186,12 @@ def snapshot(
         values, summary = _activation_view(session, activation)
     else:
         values, summary = _view(session, selected, which)
+    last = session.last_record
+    skipped = (
+        last.skipped
+        if last is not None and last.phase is Phase.ZERO_GRAD and session.done is Phase.ZERO_GRAD
+        else session.accumulate
+    )
     return Snapshot(
         action=action,
         result=result,
@@ -204,9 +213,10 @@ def snapshot(
         recipe=session.recipe,
         digits=batch_report(session),
         # The recipe define resolved: a user model's inferred target line, not a placeholder.
-        listing=listing(session.code_recipe, session.accumulate),
+        listing=listing(session.code_recipe, skipped),
         activation=activation,
         activations=tuple(session.activations),
+        zero_grad_skipped=skipped,
     )
 
 

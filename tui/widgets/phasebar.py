@@ -20,6 +20,7 @@ class BarState:
     iteration: int = 0
     next_iteration: int = 0
     accumulate: bool = False
+    zero_grad_skipped: bool = False  # how zero_grad reads (as it ran, when just run)
     backwards: int = 0
     lr: float = 0.01
     busy: str = ""  # what the worker is doing right now, e.g. "running backward"
@@ -58,13 +59,13 @@ class PhaseBar(Static):
             if i:
                 line.append(" ▸ ", style=self._style("info"))
             label = phase.value
-            if phase is Phase.ZERO_GRAD and s.accumulate:
+            if phase is Phase.ZERO_GRAD and s.zero_grad_skipped:
                 label = "zero_grad skipped"
             if phase is s.done:
                 line.append(f" ✓ {label} ", style=self._style("done"))
             elif phase is s.next_phase:
                 line.append(f" ▶ {label} ", style=self._style("next"))
-            elif phase is Phase.ZERO_GRAD and s.accumulate:
+            elif phase is Phase.ZERO_GRAD and s.zero_grad_skipped:
                 line.append(f" {label} ", style=self._style("skipped"))
             else:
                 line.append(f" {label} ", style=self._style("idle"))
