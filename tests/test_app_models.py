@@ -194,7 +194,7 @@ async def test_modal_rejects_a_bad_spec_then_switches_to_a_deep_model(tmp_path: 
         shape.value = "2,4"
         spec.focus()
         await pilot.press("enter")
-        await pilot.pause()
+        await settle(pilot)
         error = str(app.screen.query_one("#model-error", Static).render())
         assert error == f"✗ model file not found: {tmp_path}/nothere.py"
         assert isinstance(app.screen, ModelScreen)
@@ -291,3 +291,83 @@ async def test_a_bfloat16_model_steps_and_the_screen_follows_the_engine(tmp_path
         assert app.snapshot.which == "activation" and app.snapshot.activation == "fc"
         out = app.session.tensor("fc", "activation")
         assert out is not None and app.snapshot.values.tolist() == out.float().tolist()
+
+
+async def test_the_modal_checks_a_user_model_on_the_worker_not_the_event_loop(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # check_model imports and builds the user's model: slow, so never on the UI thread.
+    import threading
+
+    import engine.loader
+
+    (tmp_path / "deep.py").write_text(DEEP)
+    checked_on: list[int] = []
+    check_model = engine.loader.check_model
+
+    def recording_check_model(text: str) -> None:
+        checked_on.append(threading.get_ident())
+        check_model(text)
+
+    monkeypatch.setattr(engine.loader, "check_model", recording_check_model)
+    app = NNTuiApp(Recipe())
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, "space")
+        app.ask_model()
+        await pilot.pause()
+        assert isinstance(app.screen, ModelScreen)
+        app.screen.query_one("#model-spec", Input).value = f"{tmp_path}/deep.py:Nope"
+        app.screen.query_one("#model-shape", Input).value = "2,4"
+        app.screen.query_one("#model-spec", Input).focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        error = str(app.screen.query_one("#model-error", Static).render())
+        assert error.startswith("✗ ") and "has no 'Nope' (it defines: Deep)" in error
+        assert isinstance(app.screen, ModelScreen) and app.current_recipe == Recipe()
+        app.screen.query_one("#model-spec", Input).value = f"{tmp_path}/deep.py:Deep"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert not isinstance(app.screen, ModelScreen)
+        assert app.current_recipe.model == f"{tmp_path}/deep.py:Deep"
+        assert len(checked_on) == 2
+        assert threading.get_ident() not in checked_on  # both checks ran off the event loop
+
+
+async def test_escape_while_the_model_is_being_checked_changes_nothing(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import threading
+
+    import engine.loader
+
+    (tmp_path / "deep.py").write_text(DEEP)
+    gate = threading.Event()
+    check_model = engine.loader.check_model
+
+    def held_check_model(text: str) -> None:
+        gate.wait(timeout=30)  # a slow import: the user gives up meanwhile
+        check_model(text)
+
+    monkeypatch.setattr(engine.loader, "check_model", held_check_model)
+    app = NNTuiApp(Recipe(model="mlp"))
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, "space")
+        app.ask_model()
+        await pilot.pause()
+        app.screen.query_one("#model-spec", Input).value = f"{tmp_path}/deep.py:Deep"
+        app.screen.query_one("#model-shape", Input).value = "2,4"
+        app.screen.query_one("#model-spec", Input).focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.busy  # the check is on the worker; the event loop still takes keys
+        hint = str(app.screen.query_one("#model-hint", Static).render())
+        assert hint.startswith("checking the model")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, ModelScreen)
+        gate.set()
+        await settle(pilot)
+        assert app.current_recipe == Recipe(model="mlp") and app.session.done is Phase.DEFINE
+        assert not app.query_one(ErrorBar).message
+        await press(pilot, "space")
+        assert app.session.done is Phase.FORWARD

@@ -116,3 +116,26 @@ async def test_export_key_writes_the_script_of_what_ran(tmp_path, monkeypatch):
         await press(pilot, *steps(11), "e")
         written = (tmp_path / NNTuiApp.EXPORT_PATH).read_text()
         assert written == export_script(recipe, accumulate=True, iterations=2)
+
+
+async def test_export_resolves_the_recipe_on_the_worker_not_the_event_loop(tmp_path, monkeypatch):
+    # resolve() may import and build a user model: slow, so never on the UI thread.
+    import threading
+
+    import engine.export
+
+    monkeypatch.chdir(tmp_path)
+    expected = export_script(Recipe(model="mlp"), accumulate=False, iterations=1)
+    resolved_on: list[int] = []
+    resolve = engine.export.resolve
+
+    def recording_resolve(recipe: Recipe) -> Recipe:
+        resolved_on.append(threading.get_ident())
+        return resolve(recipe)
+
+    monkeypatch.setattr(engine.export, "resolve", recording_resolve)
+    app = NNTuiApp(Recipe(model="mlp"))
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, *steps(2), "e")
+        assert (tmp_path / NNTuiApp.EXPORT_PATH).read_text() == expected
+        assert len(resolved_on) == 1 and resolved_on[0] != threading.get_ident()

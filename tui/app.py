@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 
 from textual import events, on, work
 from textual.app import App, ComposeResult
@@ -20,11 +21,11 @@ from textual.worker import Worker, WorkerState
 
 from engine import DEFAULT_BUDGET_BYTES, GradGraph, Phase, PhaseRecord, Recipe, Session
 from engine.explain import record_output_shape
-from engine.export import export_script
 from engine.recipe import RecipeError
 from engine.summary import shape_text
 
 from .commands import RecipeCommands
+from .jobs import Job, write_export
 from .screens.help import HelpScreen
 from .screens.model import ModelScreen
 from .stepper import ACTIVATION, Action, Request, Snapshot, failed, perform
@@ -161,6 +162,14 @@ class NNTuiApp(App[None]):
 
         snapshot: Snapshot
 
+    @dataclass
+    class JobDone(Message):
+        """Posted by the worker thread: a ``Job`` ran; ``done`` gets its result or error."""
+
+        job: Job
+        result: object
+        error: Exception | None
+
     def __init__(
         self,
         recipe: Recipe | None = None,
@@ -185,9 +194,9 @@ class NNTuiApp(App[None]):
         self._auto_views: deque[str] = deque(["tab-tensor"])
         # None until x is pressed: then the user's choice beats the terminal size.
         self._explain_choice: bool | None = None
-        self._pending: deque[Request] = deque()
+        self._pending: deque[Request | Job] = deque()
         self._graph_drawn: GradGraph | None | object = _NOT_DRAWN
-        self._in_flight: Request | None = None
+        self._in_flight: Request | Job | None = None
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -251,12 +260,14 @@ class NNTuiApp(App[None]):
     def busy(self) -> bool:
         return self._in_flight is not None or bool(self._pending)
 
-    def request(self, request: Request) -> bool:
-        """Queue ``request``; returns False when refused (the queue is full)."""
+    def request(self, request: Request | Job) -> bool:
+        """Queue ``request`` (a key's action or a ``Job``); False when refused (queue full)."""
+        last = self._pending[-1] if self._pending else None
         if (
-            request.action is Action.SELECT
-            and self._pending
-            and self._pending[-1].action is Action.SELECT
+            isinstance(request, Request)
+            and request.action is Action.SELECT
+            and isinstance(last, Request)
+            and last.action is Action.SELECT
         ):
             self._pending[-1] = request  # scrolling through rows: only the last one matters
             return True
@@ -272,9 +283,12 @@ class NNTuiApp(App[None]):
         if self._in_flight is not None or not self._pending:
             self._show_bar()
             return
-        self._in_flight = self._pending.popleft()
+        self._in_flight = item = self._pending.popleft()
         self._show_bar()
-        self._perform(self._in_flight, self.selected, self.which, self.activation)
+        if isinstance(item, Job):
+            self._run_job(item)
+        else:
+            self._perform(item, self.selected, self.which, self.activation)
 
     @work(thread=True, exit_on_error=False, group="session")
     def _perform(
@@ -288,6 +302,22 @@ class NNTuiApp(App[None]):
             # state. If even that raises, on_worker_state_changed reports it.
             snap = failed(self.session, request, selected, which, activation, exc)
         self.post_message(self.Performed(snap))
+
+    @work(thread=True, exit_on_error=False, group="session")
+    def _run_job(self, job: Job) -> None:
+        try:
+            result, error = job.run(), None
+        except Exception as exc:
+            # Handed to ``job.done``, which knows what the failure means (a bad model spec is
+            # the modal's one-line error, a failed export the error bar's).
+            result, error = None, exc
+        self.post_message(self.JobDone(job, result, error))
+
+    @on(JobDone)
+    def _job_done(self, message: JobDone) -> None:
+        self._in_flight = None
+        message.job.done(message.result, message.error)
+        self._pump()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # The one place a failed action lands (phase errors come back as records instead).
@@ -391,8 +421,8 @@ class NNTuiApp(App[None]):
         snap = self.snapshot
         if snap is None:
             return
-        running = self._in_flight.action if self._in_flight else None
-        busy = ""
+        running = self._in_flight.action if isinstance(self._in_flight, Request) else None
+        busy = self._in_flight.label if isinstance(self._in_flight, Job) else ""
         if running is Action.NEXT:
             busy = f"running {snap.next_phase.value}"
         elif running in BUSY_LABEL:
@@ -494,9 +524,8 @@ class NNTuiApp(App[None]):
     def ask_model(self) -> None:
         """The palette's "model: your own…": a modal asks for the spec and input shape."""
         if not isinstance(self.screen, ModelScreen):
-            self.push_screen(
-                ModelScreen(self.current_recipe, lambda: self.busy), self._model_chosen
-            )
+            screen = ModelScreen(self.current_recipe, lambda: self.busy, self.request)
+            self.push_screen(screen, self._model_chosen)
 
     def _model_chosen(self, recipe: Recipe | None) -> None:
         if recipe is not None:  # None: cancelled, nothing changes
@@ -523,19 +552,26 @@ class NNTuiApp(App[None]):
         """Write the current recipe, for as many iterations as ran (at least one)."""
         snap = self.snapshot
         if snap is None or self.busy:
-            # resolve() may build a user model under fork_rng: never beside a running phase.
+            # Export what is on screen: with phases still queued, the iteration count and
+            # recipe would be those of a state that is about to change.
             self.notify("Still working: try again when the phase is done", timeout=2)
             return
         target = path or self.EXPORT_PATH
         iterations = max(snap.iteration, 1)
-        try:
-            script = export_script(self.current_recipe, snap.accumulate, iterations)
-            with open(target, "w", encoding="utf-8") as f:
-                f.write(script)
-        except (OSError, RecipeError, ValueError) as exc:
-            self.query_one(ErrorBar).show_text(f"✗ export: {exc}")
-            return
-        self.notify(f"Wrote {target}: python {target} prints {iterations} loss(es)", timeout=4)
+        # resolve() may import and build a user model under fork_rng: on the worker, in turn
+        # with the phases, never on the event loop nor beside a running phase.
+        run = partial(write_export, self.current_recipe, snap.accumulate, iterations, target)
+        self.request(Job("exporting", run, partial(self._exported, target, iterations)))
+
+    def _exported(self, target: str, iterations: int, _: object, error: Exception | None) -> None:
+        if isinstance(error, (OSError, ValueError)):  # ValueError: RecipeError too
+            self.query_one(ErrorBar).show_text(f"✗ export: {error}")
+        elif error is not None:
+            self.query_one(ErrorBar).show_text(
+                f"✗ internal error: export: {type(error).__name__}: {error}"
+            )
+        else:
+            self.notify(f"Wrote {target}: python {target} prints {iterations} loss(es)", timeout=4)
 
     def _show_recipe_panes(self, snap: Snapshot) -> None:
         recipe = snap.recipe or Recipe()

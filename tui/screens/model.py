@@ -6,6 +6,7 @@ changes. A bad value shows its one-line error here and the session is left as it
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from textual import on
 from textual.app import ComposeResult
@@ -16,6 +17,11 @@ from textual.widgets import Input, Label, Static
 
 from engine import Recipe
 from engine.recipe import MODELS, RecipeError, model_recipe, parse_shape
+
+from ..jobs import Job
+
+HINT = "enter: switch · tab: next field · escape: cancel"
+CHECKING = "checking the model (imported and built once)… · escape: cancel"
 
 
 def checked_recipe(recipe: Recipe, spec: str, shape_text: str) -> Recipe:
@@ -47,11 +53,15 @@ class ModelScreen(ModalScreen[Recipe | None]):
     CSS_PATH = "../styles/model.tcss"
     BINDINGS = [Binding("escape", "cancel", "Cancel", tooltip="Keep the current model")]
 
-    def __init__(self, recipe: Recipe, busy: Callable[[], bool]) -> None:
+    def __init__(
+        self, recipe: Recipe, busy: Callable[[], bool], submit: Callable[[Job], bool]
+    ) -> None:
         super().__init__()
         self.recipe = recipe
         # A phase running in the worker must not see the loader fork the global RNG.
         self.busy = busy
+        # The app's queue: the check imports and builds the user's model, on the worker.
+        self.submit = submit
 
     def compose(self) -> ComposeResult:
         own = self.recipe.model not in MODELS
@@ -69,7 +79,7 @@ class ModelScreen(ModalScreen[Recipe | None]):
                 id="model-shape",
             )
             yield Static("", id="model-error", markup=False)
-            yield Static("enter: switch · tab: next field · escape: cancel", id="model-hint")
+            yield Static(HINT, id="model-hint")
 
     def on_mount(self) -> None:
         self.query_one("#model-spec", Input).focus()
@@ -83,12 +93,23 @@ class ModelScreen(ModalScreen[Recipe | None]):
             return
         spec = self.query_one("#model-spec", Input).value
         shape = self.query_one("#model-shape", Input).value
-        try:
-            recipe = checked_recipe(self.recipe, spec, shape)
-        except RecipeError as exc:
-            error.update(f"✗ {exc}")
-            return
-        self.dismiss(recipe)
+        check = partial(checked_recipe, self.recipe, spec, shape)
+        if self.submit(Job("checking model", check, self._checked)):
+            error.update("")
+            self.query_one("#model-hint", Static).update(CHECKING)
+
+    def _checked(self, recipe: Recipe | None, exc: Exception | None) -> None:
+        """Back on the event loop: switch, or show the one-line error and change nothing."""
+        if not self.is_attached:
+            return  # escape was pressed while the model was being checked
+        self.query_one("#model-hint", Static).update(HINT)
+        if isinstance(exc, RecipeError):
+            self.query_one("#model-error", Static).update(f"✗ {exc}")
+        elif exc is not None:
+            message = f"✗ internal error: {type(exc).__name__}: {exc}"
+            self.query_one("#model-error", Static).update(message)
+        else:
+            self.dismiss(recipe)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
