@@ -74,8 +74,9 @@ class Recipe:
             raise RecipeError(f"unknown data {self.data!r} (choose random or digits)")
         if not (self.lr > 0 and self.lr < float("inf")):
             raise RecipeError(f"lr must be a positive finite number, got {self.lr}")
-        if self.batch_size < 1:
-            raise RecipeError(f"batch size must be at least 1, got {self.batch_size}")
+        # Sizes go to torch (and to itertools.islice) as C int64: larger ones raise deep inside.
+        if not 1 <= self.batch_size < 2**63:
+            raise RecipeError(f"batch size must be 1..2**63-1, got {self.batch_size}")
         if not -(2**63) <= self.seed < 2**64:
             raise RecipeError(
                 f"seed must be in -2**63..2**64-1 (what torch.manual_seed takes), got {self.seed}"
@@ -85,8 +86,10 @@ class Recipe:
         self._validate_class_weights()
         for shape_name in ("input_shape", "target_shape"):
             shape = getattr(self, shape_name)
-            if shape is not None and (not shape or any(d < 1 for d in shape)):
-                raise RecipeError(f"{shape_name.replace('_', '-')} must be positive sizes")
+            if shape is not None and (not shape or any(not 1 <= d < 2**63 for d in shape)):
+                raise RecipeError(
+                    f"{shape_name.replace('_', '-')} must be positive sizes below 2**63"
+                )
         if self.num_classes is not None and self.num_classes < 1:
             raise RecipeError(f"--num-classes must be at least 1, got {self.num_classes}")
         if self.loss == "mse" and self.num_classes is not None and self.target_shape is not None:

@@ -311,3 +311,26 @@ def test_forward_returning_no_tensor_fails_at_forward_and_says_so(
         f"error in forward: net returned {kind}, not a tensor: the loss needs one output tensor"
     ]
     assert [json.loads(line)["phase"] for line in out.splitlines()] == ["define"]
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["--data", "digits", "--batch-size", str(2**63)], "batch size must be 1..2**63-1"),
+        (
+            ["--model", "mlp", "--input-shape", f"{2**63},64"],
+            "input-shape must be positive sizes below 2**63",
+        ),
+        (
+            ["--model", "mlp", "--target-shape", f"8,{10**20}"],
+            "target-shape must be positive sizes below 2**63",
+        ),
+    ],
+)
+def test_sizes_torch_cannot_take_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    # Were: 'error in forward: ValueError: Stop argument for islice() ...' (our DataLoader
+    # code) and 'error in define: TypeError: randn(): ... Overflow ... frame #0: c10::...'.
+    line = _usage_error(capsys, *argv)
+    assert line.startswith("nntui: error: ") and expected in line, line
