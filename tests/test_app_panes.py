@@ -194,7 +194,7 @@ async def test_accumulate_mode_second_backward_is_the_sum() -> None:
         assert change.accumulated and change.exact
         block = last_block(app)
         assert "# conv1.bias.grad = before + this backward's grad" in block
-        assert "# after == before + fresh: True (torch.equal)" in block
+        assert "# after == before + fresh, bit for bit: True" in block
         table = app.query_one(ParamsTable)
         assert table.cell_text("conv1.bias", "grad") == f"‖g‖={fmt(after.norm().item())}"
         assert column(app, "last") == ["g+=new"] * 10

@@ -4,7 +4,7 @@ Everything is recomputed from the records passed in (:func:`accumulation_view`),
 that trims the log is reflected without any state kept here. The pane shows:
 
 - grad before this backward, this backward's contribution, grad after (first values and
-  norms) and whether PyTorch's sum was bit-exact (``GradChange.exact``, a ``torch.equal``);
+  norms) and whether PyTorch's sum was bit-exact (``GradChange.exact``, engine.bitwise);
 - how many backwards have been added up since the last ``zero_grad``;
 - a plot of the grad norm over backward calls (a staircase when ``zero_grad`` is skipped) and
   the loss over iterations.

@@ -33,7 +33,7 @@ def notes(record: PhaseRecord, watch: str | None) -> list[str]:
             continue
         if change.accumulated and change.before is not None and change.fresh is not None:
             out.append(f"# {watch}.grad = before + this backward's grad")
-            out.append(f"# after == before + fresh: {change.exact} (torch.equal)")
+            out.append(f"# after == before + fresh, bit for bit: {change.exact}")
         else:
             out.append(f"# {watch}.grad was None: it is now this backward's grad")
     checked = [c.matches_sgd for c in record.step_changes if c.matches_sgd is not None]
