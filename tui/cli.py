@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -177,8 +178,22 @@ def cli(ctx: click.Context, **kw: Any) -> None:
         history_bytes=kw["history_mb"] * 2**20,
         lang=kw["lang"],
     )
-    app.run()
-    sys.exit(app.return_code or 0)
+    # Our own loop, not asyncio.run's: at the end asyncio.run waits for the worker thread, and
+    # a phase stuck in user code (a forward that never returns) would hang quitting for good.
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    try:
+        app.run(loop=loop)
+    finally:
+        loop.close()  # shuts the worker pool down without waiting for it
+    code = app.return_code or 0
+    if app.busy:
+        # The phase is still running, and Python joins worker threads at exit: leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 @cli.command()

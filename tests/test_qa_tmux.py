@@ -1,0 +1,64 @@
+"""QA in a real terminal: ``q`` while a phase is stuck in user code quits at once.
+
+The user's forward never returns. Before, the screen went blank and the process hung for good
+(asyncio.run waited for the worker thread at shutdown; ctrl-c did nothing).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_tmux import NNTUI, SESSION, Tmux
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+    pytest.mark.skipif(not NNTUI.exists(), reason=f"{NNTUI} is not installed"),
+]
+
+SPIN = """
+import torch.nn as nn
+
+
+class Spin(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        while True:
+            pass
+"""
+
+
+def test_quit_while_a_phase_never_returns(tmp_path: Path) -> None:
+    (tmp_path / "spin.py").write_text(SPIN)
+    exit_file = tmp_path / "exit"
+    t = Tmux(f"nntui-qa-{os.getpid()}")
+    args = "--model spin.py:Spin --input-shape 2,4 --target-shape 2,3"
+    # The pane stays open after nntui exits, to read what it left on screen.
+    command = (
+        f"cd {tmp_path} && unset COLUMNS LINES && {NNTUI} {args}; echo EXIT=$? > {exit_file};"
+        " sleep 60"
+    )
+    t.run("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "40", command)
+    try:
+        t.wait_for("the first frame", lambda s: "▶ define" in s, 120)
+        t.run("send-keys", "-t", SESSION, "Space")
+        t.wait_for("define", lambda s: "✓ define" in s, 60)
+        t.run("send-keys", "-t", SESSION, "Space")
+        t.wait_for("forward running", lambda s: "running forward" in s, 60)
+        t.run("send-keys", "-t", SESSION, "q")
+        deadline = time.monotonic() + 20
+        while not exit_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert exit_file.exists(), f"nntui did not exit; the screen was:\n{t.screen()}"
+        assert exit_file.read_text().strip() == "EXIT=0"
+        assert "Traceback" not in t.screen()
+    finally:
+        subprocess.run(["tmux", "-L", t.socket, "kill-server"], capture_output=True)
