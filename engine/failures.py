@@ -19,8 +19,8 @@ def one_line(exc: BaseException) -> str:
 
 def error_message(exc: BaseException) -> str:
     """The error line's text: our own failures speak for themselves, others carry their type."""
-    if isinstance(exc, (PhaseFailure, RecipeError, ModuleFailure)):
-        return one_line(exc)
+    if isinstance(exc, (PhaseFailure, RecipeError, ModuleFailure)) or not str(exc).strip():
+        return one_line(exc)  # an empty message is its type alone, not "KeyError: KeyError"
     return f"{type(exc).__name__}: {one_line(exc)}"
 
 
