@@ -16,6 +16,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.timer import Timer
 from textual.widgets import TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
@@ -62,6 +63,8 @@ NARROW_HIDDEN_KEYS = frozenset({"flip", "activation(1)", "export"})
 EXPLAIN_MIN_SIZE = (120, 40)
 STEPPER_ACTIONS = {"next", "rewind", "accumulate", "reset", "flip", "next_view", "activation"}
 _NOT_DRAWN = object()
+# Seconds a phase (or job) runs before the phase bar says "running …" (see ``_pump``).
+BUSY_LABEL_DELAY = 0.05
 BUSY_LABEL = {
     Action.NEXT: "running",
     Action.REWIND: "rewinding",
@@ -197,6 +200,7 @@ class NNTuiApp(App[None]):
         self._pending: deque[Request | Job] = deque()
         self._graph_drawn: GradGraph | None | object = _NOT_DRAWN
         self._in_flight: Request | Job | None = None
+        self._busy_timer: Timer | None = None
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -281,10 +285,18 @@ class NNTuiApp(App[None]):
 
     def _pump(self) -> None:
         if self._in_flight is not None or not self._pending:
+            if self._in_flight is None and self._busy_timer is not None:
+                self._busy_timer.stop()  # done before the label went up: it never will
+                self._busy_timer = None
             self._show_bar()
             return
         self._in_flight = item = self._pending.popleft()
-        self._show_bar()
+        # "running …" goes up only if the work is still running a moment later: a fast phase
+        # (every phase of the tutorial Net) is painted once, with its result, instead of after
+        # a "running" frame that cost as much as the phase and delayed the next frame.
+        if self._busy_timer is not None:
+            self._busy_timer.stop()
+        self._busy_timer = self.set_timer(BUSY_LABEL_DELAY, self._show_busy, name="busy-label")
         if isinstance(item, Job):
             self._run_job(item)
         else:
@@ -416,6 +428,10 @@ class NNTuiApp(App[None]):
         """Let the views follow the phase again (reset, or the command palette)."""
         self.follow_views = True
         self.query_one("#views").border_subtitle = ""
+
+    def _show_busy(self) -> None:
+        if self._in_flight is not None and self.query(PhaseBar):  # none: the app is closing
+            self._show_bar()
 
     def _show_bar(self) -> None:
         snap = self.snapshot

@@ -42,10 +42,15 @@ class PhaseBar(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.state = BarState()
+        self._shown: tuple[BarState, str] | None = None
 
     def show(self, state: BarState) -> None:
+        if (state, self.app.theme) == self._shown:
+            return  # drawn already: a repaint would change nothing
         self.state = state
-        self.update(self.render_state(state))
+        self._shown = (state, self.app.theme)
+        # The bar is two lines high whatever it says (#phasebar): no layout needed.
+        self.update(self.render_state(state), layout=False)
 
     def on_mount(self) -> None:
         self.update(self.render_state(self.state))
