@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from rich.syntax import Syntax
 from rich.text import Text
 from textual.containers import VerticalScroll
@@ -14,6 +16,16 @@ from engine.codegen import Listing
 # Fixed, so highlighted code looks the same in every terminal and snapshot.
 THEME = "monokai"
 GUTTER = 2  # "✓ " / "▶ " before each line
+
+
+@lru_cache(maxsize=8)
+def highlight(text: str) -> tuple[Text, ...]:
+    """The listing's lines, highlighted (a third of drawing a phase; only the marks change).
+
+    Callers copy a line before styling it: the cached ``Text`` objects are never changed.
+    """
+    syntax = Syntax("", "python", theme=THEME, background_color="default")
+    return tuple(syntax.highlight(text).split("\n", allow_blank=True))
 
 
 class CodePane(VerticalScroll, can_focus=True):
@@ -66,8 +78,7 @@ class CodePane(VerticalScroll, can_focus=True):
         done_lines = set(listing.phase_lines.get(self.done, ())) if self.done else set()
         next_lines = set(listing.phase_lines.get(self.next_phase, ()))
         skipped = set(listing.phase_lines.get(Phase.ZERO_GRAD, ())) if self.accumulate else set()
-        syntax = Syntax("", "python", theme=THEME, background_color="default")
-        highlighted = syntax.highlight(listing.text).split("\n", allow_blank=True)
+        highlighted = highlight(listing.text)
         out = Text(no_wrap=True, overflow="ellipsis")
         # Pad to the visible width, no further: a wider line would be cut with an ellipsis.
         visible = self.scrollable_content_region.width - GUTTER
