@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine import Phase, Recipe
+from tests.qa_models import MODELS
 from tui.app import NNTuiApp
 from tui.pilot import press, steps
 from tui.widgets.codepane import CodePane
@@ -14,42 +15,6 @@ from tui.widgets.errorbar import ErrorBar
 from tui.widgets.phasebar import PhaseBar
 
 SIZE = (120, 40)
-
-MODELS = """
-import sys
-import torch.nn as nn
-
-
-class Exits(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 3)
-
-    def forward(self, x):
-        sys.exit(4)
-
-
-class Interrupts(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 3)
-
-    def forward(self, x):
-        raise KeyboardInterrupt
-
-
-class FailsOnSecondCall(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 3)
-        self.calls = 0
-
-    def forward(self, x):
-        self.calls += 1
-        if self.calls == 2:
-            raise RuntimeError("second call")
-        return self.fc(x)
-"""
 
 
 def make_app(tmp_path: Path, name: str) -> NNTuiApp:
