@@ -65,6 +65,16 @@ STEPPER_ACTIONS = {"next", "rewind", "accumulate", "reset", "flip", "next_view",
 _NOT_DRAWN = object()
 # Seconds a phase (or job) runs before the phase bar says "running …" (see ``_pump``).
 BUSY_LABEL_DELAY = 0.05
+# Full garbage collections, moved out of the key path (see ``_idle_gc``): run this long after
+# the last frame when nothing is running or queued (a person's pause between keys is longer).
+IDLE_GC_DELAY = 0.02
+# Python collects generation 2 itself only after this many generation-1 collections (default
+# 10): rarely, as a safety net for a session that is never idle; ``_idle_gc`` does the rest.
+GEN2_THRESHOLD = 100
+# Objects frozen since start-up (``_idle_gc`` freezes what survives each collection) past
+# which an idle collection first unfreezes and walks everything once, so a cycle frozen while
+# alive and dropped later is freed after all: frozen objects are never collected otherwise.
+REFREEZE_AFTER = 500_000
 BUSY_LABEL = {
     Action.NEXT: "running",
     Action.REWIND: "rewinding",
@@ -201,6 +211,8 @@ class NNTuiApp(App[None]):
         self._graph_drawn: GradGraph | None | object = _NOT_DRAWN
         self._in_flight: Request | Job | None = None
         self._busy_timer: Timer | None = None
+        self._gc_timer: Timer | None = None
+        self._gc_frozen: int | None = None  # objects frozen at start-up; None until then
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -247,6 +259,8 @@ class NNTuiApp(App[None]):
         import torch._dynamo  # noqa: F401
 
         gc.freeze()
+        gc.set_threshold(*gc.get_threshold()[:2], GEN2_THRESHOLD)
+        self._gc_frozen = gc.get_freeze_count()
 
     def on_resize(self, event: events.Resize) -> None:
         # Below these widths the roomy footer drops its last keys (help, quit) off the edge.
@@ -289,6 +303,8 @@ class NNTuiApp(App[None]):
                 self._busy_timer.stop()  # done before the label went up: it never will
                 self._busy_timer = None
             self._show_bar()
+            if self._in_flight is None:
+                self.call_after_refresh(self._schedule_idle_gc)
             return
         self._in_flight = item = self._pending.popleft()
         # "running …" goes up only if the work is still running a moment later: a fast phase
@@ -301,6 +317,34 @@ class NNTuiApp(App[None]):
             self._run_job(item)
         else:
             self._perform(item, self.selected, self.which, self.activation)
+
+    def _schedule_idle_gc(self) -> None:
+        if self._gc_timer is not None:
+            self._gc_timer.stop()
+        self._gc_timer = self.set_timer(IDLE_GC_DELAY, self._idle_gc, name="idle-gc")
+
+    def _idle_gc(self) -> None:
+        """A full garbage collection between keys, then ``gc.freeze()`` of what survived.
+
+        Textual and the records leave ~150,000 objects per few keys (caches, strips,
+        segments); Python's own full collections walked them all inside a key's frame, a
+        30-100 ms pause every five or six keys (tools/bench.py's latency p95). Here the walk
+        happens after the frame, when no work runs and no key waits, and the survivors are
+        frozen right after it (so nothing garbage is frozen): the next collection walks only
+        what is newer, a few milliseconds. Freed memory is unchanged for anything freed by
+        reference count; a cycle frozen while alive and dropped later is freed by the full
+        walk that ``REFREEZE_AFTER`` triggers.
+        """
+        self._gc_timer = None
+        if self._gc_frozen is None or self.busy or self.message_queue_size:
+            return  # before start-up's freeze (it would walk millions), or a key is waiting
+        refreeze = gc.get_freeze_count() - self._gc_frozen > REFREEZE_AFTER
+        if refreeze:
+            gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        if refreeze:
+            self._gc_frozen = gc.get_freeze_count()
 
     @work(thread=True, exit_on_error=False, group="session")
     def _perform(
