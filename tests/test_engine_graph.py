@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import torch
 import torch.nn as nn
 
@@ -116,10 +114,8 @@ def test_residual_graph_does_not_blow_up() -> None:
 def test_ten_thousand_nodes_walk() -> None:
     m = nn.Sequential(*[nn.Linear(4, 4) for _ in range(2500)])
     y = m(torch.randn(1, 4)).sum()
-    t0 = time.perf_counter()
-    g = walk_grad_fn(y.grad_fn)
-    elapsed = time.perf_counter() - t0
+    g = walk_grad_fn(y.grad_fn)  # its speed is tools/bench.py's business, not a test's
     assert len(g) >= 10_000
     assert len(g.accumulate_nodes()) == 5000
-    # Generous bound: the point is linear time (no per-node string paths), not a benchmark.
-    assert elapsed < 5.0
+    deepest = g.nodes[-1]
+    assert len(g.slots(deepest.id)) > 2500  # paths are parent links, walked on demand
