@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from engine import Phase, Recipe
-from tui.app import NNTuiApp
-from tui.pilot import press, settle, steps
+from engine import Phase
+from tui.pilot import press, quiet_app, settle, steps
 from tui.screens.help import HelpScreen
 from tui.widgets.heatmap import TensorView
 from tui.widgets.paramtable import ParamsTable
@@ -15,10 +14,7 @@ from tui.widgets.phasebar import PhaseBar
 SIZE = (120, 40)
 
 
-def make_app(**kw) -> NNTuiApp:
-    app = NNTuiApp(Recipe(seed=0), **kw)
-    app.animation_level = "none"
-    return app
+make_app = quiet_app  # seed 0, animations off (tui.pilot)
 
 
 async def test_next_phase_keys_each_run_one_phase() -> None:

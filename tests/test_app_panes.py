@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from textual.widgets import TabbedContent
 
-from engine import Phase, Recipe
+from engine import Phase
 from engine.summary import fmt
 from tui.app import NNTuiApp
-from tui.pilot import press, settle, steps
+from tui.pilot import press, quiet_app, settle, steps
 from tui.widgets.accumulation import AccumulationPane
 from tui.widgets.codepane import CodePane
 from tui.widgets.gradtree import GradFnPane
@@ -32,10 +32,7 @@ NAMES = [
 ]
 
 
-def make_app(**kw) -> NNTuiApp:
-    app = NNTuiApp(Recipe(seed=0), **kw)
-    app.animation_level = "none"
-    return app
+make_app = quiet_app  # seed 0, animations off (tui.pilot)
 
 
 def marked(app: NNTuiApp, mark: str) -> list[str]:

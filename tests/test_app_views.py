@@ -15,17 +15,14 @@ from engine.models import ResNet
 from engine.summary import fmt
 from tests.oracle import TutorialNet
 from tui.app import NNTuiApp
-from tui.pilot import press, settle, steps
+from tui.pilot import press, quiet_app, settle, steps
 from tui.widgets.explainpane import ExplainPane
 from tui.widgets.heatmap import TensorView
 
 SIZE = (120, 40)
 
 
-def make_app(recipe: Recipe | None = None, **kw) -> NNTuiApp:
-    app = NNTuiApp(recipe or Recipe(seed=0), **kw)
-    app.animation_level = "none"
-    return app
+make_app = quiet_app  # seed 0, animations off (tui.pilot)
 
 
 def tutorial_activations(seed: int = 0) -> dict[str, torch.Tensor]:

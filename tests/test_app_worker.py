@@ -12,7 +12,7 @@ import tui.app
 import tui.stepper
 from engine import Phase, Recipe
 from tui.app import FOOTER_ROOMY_WIDTH, NNTuiApp
-from tui.pilot import press, settle, steps
+from tui.pilot import press, quiet_app, settle, steps
 from tui.widgets.errorbar import ErrorBar
 from tui.widgets.outputpane import OutputPane
 from tui.widgets.paramtable import ParamsTable
@@ -20,10 +20,7 @@ from tui.widgets.paramtable import ParamsTable
 SIZE = (120, 40)
 
 
-def make_app(**kw) -> NNTuiApp:
-    app = NNTuiApp(Recipe(seed=0), **kw)
-    app.animation_level = "none"
-    return app
+make_app = quiet_app  # seed 0, animations off (tui.pilot)
 
 
 async def test_keys_pressed_while_a_phase_runs_queue_in_order() -> None:

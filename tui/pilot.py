@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from textual.pilot import Pilot
+
+from engine import Recipe
 
 from .app import NNTuiApp
 
@@ -68,15 +71,18 @@ SCENES: dict[str, Scene] = {
 SIZE = (120, 40)
 
 
-def scene_app(name: str) -> NNTuiApp:
-    """A fresh app for scene ``name``: seed 0, the scene's recipe, animations off."""
-    from engine import Recipe
-
-    scene = SCENES[name]
-    recipe = Recipe(seed=0, data=scene.data, loss=scene.loss)
-    app = NNTuiApp(recipe, accumulate=scene.accumulate, lang=scene.lang)
+def quiet_app(recipe: Recipe | None = None, **kw: Any) -> NNTuiApp:
+    """An app for tests and pictures: seed 0 unless a recipe is given, animations off."""
+    app = NNTuiApp(recipe or Recipe(seed=0), **kw)
     app.animation_level = "none"
     return app
+
+
+def scene_app(name: str) -> NNTuiApp:
+    """A fresh app for scene ``name``: seed 0, the scene's recipe, animations off."""
+    scene = SCENES[name]
+    recipe = Recipe(seed=0, data=scene.data, loss=scene.loss)
+    return quiet_app(recipe, accumulate=scene.accumulate, lang=scene.lang)
 
 
 async def play(pilot: Pilot, name: str) -> None:
