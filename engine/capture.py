@@ -12,21 +12,6 @@ import torch.nn as nn
 from .blame import blame_modules
 
 
-class Scratch:
-    """Flat buffers reused as temporaries shaped like each parameter in turn."""
-
-    def __init__(self, numel: int) -> None:
-        self.numel = numel
-        self.buffers: dict[tuple[int, torch.dtype], torch.Tensor] = {}
-
-    def get(self, k: int, like: torch.Tensor) -> torch.Tensor:
-        key = (k, like.dtype)
-        buf = self.buffers.get(key)
-        if buf is None:
-            buf = self.buffers[key] = torch.empty(self.numel, dtype=like.dtype)
-        return buf[: like.numel()].view(like.shape)
-
-
 def keep_grad(store: dict[int, torch.Tensor], i: int) -> Callable[[torch.Tensor], None]:
     def hook(grad: torch.Tensor) -> None:
         # No clone: this hook runs only for a parameter whose .grad exists, so AccumulateGrad

@@ -13,11 +13,13 @@ Each helper returns ``(printed lines, checks)`` for a record; none changes a ten
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .bitwise import bit_equal
 from .recipe import ManualSGD
 
 Check = tuple[str, bool]
@@ -121,11 +123,28 @@ def sgd_vs_manual(
     return lines, (("optim.SGD and the manual loop agree to float rounding", close),)
 
 
-def optimizer_state_lines(optimizer: object, param: torch.Tensor, label: str) -> list[str]:
-    """``print(optimizer.state[net.<label>])`` as Python prints it (``{}`` for plain SGD).
+def sgd_match(
+    rule: str, after: torch.Tensor, before: torch.Tensor, grad: torch.Tensor, lr: float
+) -> tuple[bool, float]:
+    """Is ``after`` bit-equal to ``rule`` applied to ``before`` and ``grad`` ("sgd":
+    ``before.add(grad, alpha=-lr)``, "manual": ``before.sub(grad * lr)``)? And the largest
+    ``|Δ + lr·grad|``: what the subtraction rounded away."""
+    expected = before.add(grad, alpha=-lr) if rule == "sgd" else before.sub(grad * lr)
+    matches = bit_equal(after, expected)
+    if not grad.numel():
+        return matches, 0.0
+    # lr·g + Δ equals Δ + lr·g bit for bit (float addition commutes): one temporary.
+    gap = torch.mul(grad, lr)
+    gap.add_(after - before)
+    return matches, float(gap.abs_().max().item())
+
+
+def optimizer_state_lines(optimizer: object, state: dict[str, Any], label: str) -> list[str]:
+    """``print(optimizer.state[net.<label>])`` as Python prints it (``{}`` for plain SGD), from
+    ``state``: that entry of ``optimizer.state`` or a copy taken when the step ran.
 
     The manual loop has no optimizer and so no state to print.
     """
     if isinstance(optimizer, ManualSGD) or not isinstance(optimizer, torch.optim.Optimizer):
         return []
-    return [f"print(optimizer.state[net.{label}])", repr(dict(optimizer.state.get(param, {})))]
+    return [f"print(optimizer.state[net.{label}])", repr(dict(state))]

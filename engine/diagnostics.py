@@ -40,7 +40,7 @@ from .records import Diagnostic, PhaseRecord
 from .summary import fmt
 
 if TYPE_CHECKING:
-    from .session import Session
+    from .session import DiagnosisView as Session
 
 KINDS = (
     "unused",

@@ -8,7 +8,7 @@ memory is counted once per distinct tensor.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,8 @@ class Checkpoint:
     loss: float | None = None
     records: int = 0  # how many records the log held
     activations: tuple[tuple[str, torch.Tensor], ...] = ()  # this iteration's forward outputs
+    # What the phase's record reads lazily besides the above (forward's output, the loss).
+    live: tuple[torch.Tensor, ...] = ()
 
     def tensors(self) -> Iterator[torch.Tensor]:
         yield from self.params
@@ -45,15 +47,23 @@ class Checkpoint:
         if self.forward_rng is not None:
             yield self.forward_rng
         yield from (t for _, t in self.activations)
+        yield from self.live
 
 
 class History:
     """A bounded stack of checkpoints; the newest is the session's current state."""
 
-    def __init__(self, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
+    def __init__(
+        self,
+        budget_bytes: int = DEFAULT_BUDGET_BYTES,
+        on_release: Callable[[torch.Tensor], None] | None = None,
+    ) -> None:
         if budget_bytes <= 0:
             raise ValueError("history budget must be positive")
         self.budget_bytes = budget_bytes
+        # Called with each tensor no kept checkpoint holds any more (dropped or popped): from
+        # then on it may be written in place, so whatever reads it lazily must let go.
+        self.on_release = on_release
         self._items: deque[Checkpoint] = deque()
         self.dropped = 0
         # id(tensor) -> [references from kept checkpoints, bytes]. Kept up to date on every
@@ -118,3 +128,5 @@ class History:
                 if entry[0] == 0:
                     del refs[key]
                     self._bytes -= entry[1]
+                    if self.on_release is not None:
+                        self.on_release(t)

@@ -8,8 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .graph import GradGraph
+from .lazy import Deferred
 from .phases import Phase
 from .summary import TensorSummary
+
+NOT_KEPT_TEXT = "# (not kept: this phase left the rewind history before it was shown)"
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,20 @@ class StepChange:
     before: TensorSummary
     after: TensorSummary
     delta: TensorSummary
-    # SGD and the manual loop: after is bit-equal to before − lr·grad (None: not an SGD rule).
-    matches_sgd: bool | None
-    max_sgd_error: float | None  # max |Δ − (−lr·grad)|, the rounding of the subtraction
+    # (matches_sgd, max_sgd_error), checked when first read (engine.lazy)
+    sgd: Deferred[tuple[bool | None, float | None]]
     state: tuple[tuple[str, TensorSummary], ...]  # optimizer state used (momentum_buffer, …)
+
+    @property
+    def matches_sgd(self) -> bool | None:
+        """SGD and the manual loop: after is bit-equal to before − lr·grad (None: not an SGD
+        rule, or not kept)."""
+        return self.sgd.get()[0]
+
+    @property
+    def max_sgd_error(self) -> float | None:
+        """max |Δ − (−lr·grad)|, the rounding of the subtraction."""
+        return self.sgd.get()[1]
 
 
 @dataclass(frozen=True)
@@ -78,7 +91,7 @@ class PhaseRecord:
     iteration: int
     skipped: bool
     code: str  # the PyTorch it ran
-    printed: str  # what ``print`` showed, as the tutorial prints it
+    printed_: Deferred[str]  # what ``print`` showed, as the tutorial prints it: ``printed``
     loss: float | None  # this iteration's loss; None before its ``loss`` phase
     params: tuple[ParamState, ...]  # state after the phase
     changed: tuple[str, ...] = ()  # parameters this phase changed (data or grad)
@@ -88,15 +101,47 @@ class PhaseRecord:
     grad_changes: tuple[GradChange, ...] = ()
     step_changes: tuple[StepChange, ...] = ()
     backwards: int = 0  # backward calls accumulated into .grad since the last zero_grad
-    diagnostics: tuple[Diagnostic, ...] = field(default=())
+    diagnostics_: Deferred[tuple[Diagnostic, ...]] = field(default=Deferred.now(()))
     # Side-by-side facts the phase verified (label, holds), e.g. nn.CrossEntropyLoss == F.cross_entropy.
-    checks: tuple[tuple[str, bool], ...] = ()
+    checks_: Deferred[tuple[tuple[str, bool], ...]] = field(default=Deferred.now(()))
     # Digits forward: the batch's labels and the output's argmax (empty for other data).
     labels: tuple[int, ...] = ()
     predictions: tuple[int, ...] = ()
 
     def param(self, name: str) -> ParamState | None:
         return next((p for p in self.params if p.name == name), None)
+
+    def resolve(self) -> PhaseRecord:
+        """Compute every deferred value now (what ``nntui trace`` prints); returns self."""
+        summaries: list[TensorSummary | None] = []
+        for p in self.params:
+            summaries += [p.data, p.grad]
+        summaries += [a.summary for a in self.activations]
+        for c in self.grad_changes:
+            summaries += [c.before, c.fresh, c.after]
+        for s in self.step_changes:
+            summaries += [s.before, s.after, s.delta, *(v for _, v in s.state)]
+            s.sgd.get()
+        for summary in summaries:
+            if summary is not None:
+                summary.compute()
+        self.printed_.get()
+        self.checks_.get()
+        self.diagnostics_.get()
+        return self
+
+    # Computed when first read (engine.lazy): a phase does not pay for what nobody looks at.
+    @property
+    def printed(self) -> str:
+        return self.printed_.get()
+
+    @property
+    def diagnostics(self) -> tuple[Diagnostic, ...]:
+        return self.diagnostics_.get()
+
+    @property
+    def checks(self) -> tuple[tuple[str, bool], ...]:
+        return self.checks_.get()
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from .blame import USER_ERRORS
 from .capture import capture_outputs
 from .failures import phase_error
 from .history import Checkpoint
+from .lazy import Deferred
 from .modulemap import ModuleCall, record_calls
 from .phases import Phase
 
@@ -33,12 +34,12 @@ class Rewinding:
         net = self.setup.net
         params = prev.params
         if fresh or phase in (Phase.DEFINE, Phase.STEP):
-            kept = self._step_params if phase is Phase.STEP else None
-            params = tuple(
-                kept[i] if kept is not None and kept[i] is not None else p.detach().clone()
-                for i, p in enumerate(self.params)
+            # The copies define and step made (their records' summaries read these very ones).
+            kept = self._new_params
+            params = (
+                tuple(kept) if kept is not None else tuple(p.detach().clone() for p in self.params)
             )
-            self._step_params = None
+            self._new_params = None
         grads = prev.grads
         if fresh or phase in (Phase.DEFINE, Phase.ZERO_GRAD, Phase.BACKWARD):
             # Shared, not cloned (copy-on-write): every in-place write to a .grad goes through
@@ -52,12 +53,17 @@ class Rewinding:
         if fresh or phase in (Phase.DEFINE, Phase.STEP):
             state = self.setup.optimizer.state
             opt_state = tuple(
-                {
-                    k: (v.clone() if isinstance(v, torch.Tensor) else v)
-                    for k, v in state.get(p, {}).items()
-                }
-                for p in self.params
+                self._new_opt_state
+                if self._new_opt_state is not None
+                else (
+                    {
+                        k: (v.clone() if isinstance(v, torch.Tensor) else v)
+                        for k, v in state.get(p, {}).items()
+                    }
+                    for p in self.params
+                )
             )
+            self._new_opt_state = None
         forward_rng = self._forward_rng if phase is Phase.FORWARD else prev.forward_rng
         if phase is Phase.DEFINE:
             forward_rng = None
@@ -77,6 +83,7 @@ class Rewinding:
                 activations=tuple(self.activations.items())
                 if phase is Phase.FORWARD
                 else (() if phase is Phase.DEFINE else prev.activations),
+                live=self._live_tensors,
             )
         )
 
@@ -141,7 +148,7 @@ class Rewinding:
             self.output,
             self.loss,
             dict(self.activations),
-            self.nonfinite_modules,
+            self._nonfinite,
             self._module_calls,
         )
 
@@ -150,7 +157,7 @@ class Rewinding:
             self.output,
             self.loss,
             self.activations,
-            self.nonfinite_modules,
+            self._nonfinite,
             self._module_calls,
         ) = live
 
@@ -188,7 +195,7 @@ class Rewinding:
         del self.records[cp.records :]
         self._param_states = list(self.records[-1].params) if self.records else []
         self.activations = dict(cp.activations)
-        self.nonfinite_modules = ()
+        self._nonfinite = Deferred.now(())
         self.output = self.loss = None
         if recompute and cp.done in GRAPH_LIVE:
             self._rebuild_graph(cp)
@@ -206,7 +213,7 @@ class Rewinding:
         # which module made each graph node (the loss tags them).
         with capture_outputs(self.setup.net, {}, nonfinite), record_calls(self.setup.net, calls):
             self.output = self.setup.net(input)
-        self.nonfinite_modules = tuple(nonfinite)
+        self._nonfinite = Deferred.now(tuple(nonfinite))
         self._module_calls = tuple(calls)
         if cp.done is not Phase.FORWARD:
             self.loss = self.setup.criterion(self.output, target)

@@ -7,25 +7,27 @@ a phase that raises is undone by restoring the checkpoint it started from.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn as nn
 
 from .bitwise import bit_equal
 from .blame import USER_ERRORS
-from .capture import Scratch, capture_outputs, keep_grad
-from .checks import cross_entropy_nn_vs_f, optimizer_state_lines, sgd_vs_manual
+from .capture import capture_outputs, keep_grad
+from .checks import cross_entropy_nn_vs_f, optimizer_state_lines, sgd_match, sgd_vs_manual
 from .codegen import phase_code
 from .failures import PhaseFailure, phase_error
 from .graph import walk_grad_fn
 from .history import DEFAULT_BUDGET_BYTES, Checkpoint, History
+from .lazy import Deferred, Releases
 from .modulemap import ModuleCall, record_calls
 from .phases import Phase, next_iteration, next_phase
 from .recipe import Recipe, Setup, build
 from .records import (
+    NOT_KEPT_TEXT,
     Activation,
     Diagnostic,
     GradChange,
@@ -35,12 +37,32 @@ from .records import (
     StepChange,
 )
 from .rewind import Rewinding
-from .summary import TensorSummary, summarize
+from .summary import TensorSummary, summarize, summarize_made
 
 SGD_RULES = ("sgd", "manual")
+T = TypeVar("T")
 
 
-Diagnose = Callable[["Session", PhaseRecord], tuple[Diagnostic, ...]]
+class DiagnosisView:
+    """What a diagnosis reads of the session, as it was when the phase ran (diagnoses run
+    when a record's ``diagnostics`` are first read, maybe phases later)."""
+
+    def __init__(
+        self,
+        setup: Setup | None,
+        nonfinite: Deferred[tuple[str, ...]],
+        activations: dict[str, torch.Tensor],
+    ) -> None:
+        self.setup = setup
+        self._nonfinite = nonfinite
+        self.activations = activations
+
+    @property
+    def nonfinite_modules(self) -> tuple[str, ...]:
+        return self._nonfinite.get()
+
+
+Diagnose = Callable[[DiagnosisView, PhaseRecord], tuple[Diagnostic, ...]]
 
 
 class Session(Rewinding):
@@ -59,7 +81,9 @@ class Session(Rewinding):
         self.accumulate = accumulate
         self.nan_guard = nan_guard
         self.lr = self.recipe.lr
-        self.history = History(history_bytes)
+        # Lazy record values, released when the history lets go of what they read.
+        self.releases = Releases()
+        self.history = History(history_bytes, on_release=self.releases.release)
         # None: engine.diagnostics (the app's pane and trace's lines); False: none at all.
         if diagnose is None or diagnose is True:
             from .diagnostics import diagnose as default_diagnose
@@ -82,17 +106,21 @@ class Session(Rewinding):
         self.params: list[nn.Parameter] = []
         self.activations: dict[str, torch.Tensor] = {}
         # Modules whose forward output held NaN/Inf, in the order they returned.
-        self.nonfinite_modules: tuple[str, ...] = ()
+        self._nonfinite: Deferred[tuple[str, ...]] = Deferred.now(())
         # The submodule calls of the forward behind ``output``: the loss tags its graph with them.
         self._module_calls: tuple[ModuleCall, ...] = ()
         self._param_states: list[ParamState] = []
         # Why the latest ``rewind`` undid nothing, when user code made it fail.
         self.rewind_error: PhaseError | None = None
-        # Per-phase scratch: summaries computed while running (reused for the record), the RNG
-        # this iteration's forward found, and step's tensors bit-equal to the new parameters.
+        # Per-phase scratch: summaries made while running (reused for the record), the RNG this
+        # iteration's forward found, copies of the parameters and optimizer state that define
+        # and step made for the checkpoint, and what else it must hold for lazy records.
         self._phase_summaries: dict[tuple[str, str], TensorSummary] = {}
         self._forward_rng: torch.Tensor | None = None
-        self._step_params: list[torch.Tensor | None] | None = None
+        self._new_params: list[torch.Tensor] | None = None
+        self._new_opt_state: list[dict[str, Any]] | None = None
+        self._live_tensors: tuple[torch.Tensor, ...] = ()
+        self.releases.release_all()
         self.history.clear()
         self.history.push(Checkpoint(None, 0, rng=torch.get_rng_state()))
 
@@ -160,6 +188,8 @@ class Session(Rewinding):
             record = self._run(phase, iteration)
         # User model code can raise anything; this is the one place it is caught and reported.
         except USER_ERRORS as exc:
+            self.releases.discard()
+            self._new_params = self._new_opt_state = None
             # A backward that raised may have freed part of its graph: rebuild it instead, and
             # keep the graph it had only if the user's forward raises while rebuilding.
             if phase is not Phase.BACKWARD or self._restore_rebuilding(self.history.current):
@@ -168,6 +198,7 @@ class Session(Rewinding):
             return phase_error(phase, iteration, exc)
         self.records.append(record)
         self._checkpoint(phase)
+        self.releases.commit(self.history.holds)
         return record
 
     def run_iteration(self) -> list[PhaseRecord | PhaseError]:
@@ -188,9 +219,10 @@ class Session(Rewinding):
             Phase.BACKWARD: self._backward,
             Phase.STEP: self._step,
         }[phase]
-        # Summaries the phase computed anyway (grads after backward, params after step), by
-        # (which, name): ``_states`` reuses them instead of summarising the same tensor again.
+        # Summaries the phase made (grads after backward, params after step), by (which,
+        # name): ``_states`` reuses them instead of summarising the same tensor again.
         self._phase_summaries = {}
+        self._live_tensors = ()
         fields = run(iteration)
         self.done = phase
         self.iteration = iteration
@@ -200,21 +232,53 @@ class Session(Rewinding):
             self.loss_value = None
         changed = fields.pop("changed", ())
         self._param_states = self._states(changed, full=phase is Phase.DEFINE)
+        printed = fields.pop("printed", "")
+        checks = fields.pop("checks", ())
         record = PhaseRecord(
             phase=phase,
             iteration=iteration,
             skipped=fields.pop("skipped", False),
             code=phase_code(self.code_recipe, phase, self.accumulate),
-            printed=fields.pop("printed", ""),
+            printed_=printed if isinstance(printed, Deferred) else Deferred.now(printed),
             loss=self.loss_value,
             params=tuple(self._param_states),
             changed=tuple(changed),
             backwards=self.backwards,
+            checks_=checks if isinstance(checks, Deferred) else Deferred.now(checks),
             **{k: v for k, v in fields.items() if k != "loss"},
         )
         if self._diagnose is not None:
-            record = _with_diagnostics(record, self._diagnose(self, record))
+            record = replace(record, diagnostics_=self._diagnosis(record))
         return record
+
+    # ------------------------------------------------------------------ laziness
+    def _summary(self, tensor: torch.Tensor) -> TensorSummary:
+        """A summary computed when read; ``tensor`` must be one the next checkpoint holds."""
+        s = summarize(tensor)
+        self.releases.stage(s, (tensor,) if s.source is not None else ())
+        return s
+
+    def _lazy(
+        self, make: Callable[[], T], fallback: T, reads: Iterable[torch.Tensor | None]
+    ) -> Deferred[T]:
+        """``make()`` when first read; it may read only ``reads``, which checkpoints hold."""
+        d = Deferred(make, fallback)
+        self.releases.stage(d, (t for t in reads if t is not None))
+        return d
+
+    def _diagnosis(self, record: PhaseRecord) -> Deferred[tuple[Diagnostic, ...]]:
+        diagnose = self._diagnose
+        assert diagnose is not None
+        view = DiagnosisView(self.setup, self._nonfinite, self.activations)
+        reads: list[torch.Tensor | None] = list(self.activations.values())
+        for p in record.params:
+            reads += [p.data.source, p.grad.source if p.grad is not None else None]
+        return self._lazy(lambda: diagnose(view, record), (), reads)
+
+    @property
+    def nonfinite_modules(self) -> tuple[str, ...]:
+        """Modules whose forward output held NaN/Inf, in the order they returned."""
+        return self._nonfinite.get()
 
     # ------------------------------------------------------------------ phases
     def _define(self, iteration: int) -> dict[str, Any]:
@@ -226,6 +290,10 @@ class Session(Rewinding):
         self.activations = {}
         self.output = self.loss = None
         self.backwards = 0
+        # The checkpoint keeps these copies; the summaries read them, never the live params.
+        self._new_params = [p.detach().clone() for p in self.params]
+        for name, copy in zip(self.names, self._new_params):
+            self._phase_summaries[("data", name)] = self._summary(copy)
         printed = [repr(self.setup.net), "", "params = list(net.parameters())"]
         printed.append(f"print(len(params))  # {len(self.params)}")
         if self.params:
@@ -254,12 +322,14 @@ class Session(Rewinding):
         self._module_calls = tuple(calls)
         self.loss = None
         self.activations = {name: t for name, (_, t) in captured.items()}
-        self.nonfinite_modules = tuple(nonfinite)
+        self._nonfinite = Deferred.now(tuple(nonfinite))
         acts = tuple(
-            Activation(name, kind, tuple(t.shape), summarize(t))
+            Activation(name, kind, tuple(t.shape), self._summary(t))
             for name, (kind, t) in captured.items()
         )
-        fields: dict[str, Any] = {"printed": f"print(output)\n{output!r}", "activations": acts}
+        self._live_tensors = (output,)  # the checkpoint holds it for the printed repr
+        printed = self._lazy(lambda: f"print(output)\n{output!r}", NOT_KEPT_TEXT, (output,))
+        fields: dict[str, Any] = {"printed": printed, "activations": acts}
         labels = getattr(self.setup.data, "labels", None)
         if labels is not None and output.dim() == 2:  # digits: for accuracy (engine.digits)
             fields["labels"] = tuple(labels(iteration).tolist())
@@ -269,12 +339,13 @@ class Session(Rewinding):
     def _loss(self, iteration: int) -> dict[str, Any]:
         assert self.setup is not None and self.output is not None
         _, target = self.setup.data.batch(iteration)
-        if isinstance(self.setup.criterion, nn.MSELoss) and self.output.shape != target.shape:
+        output, criterion = self.output, self.setup.criterion
+        if isinstance(criterion, nn.MSELoss) and output.shape != target.shape:
             # MSELoss would broadcast with only a warning: a silent wrong loss is worse.
             raise PhaseFailure(
-                f"MSELoss: output {list(self.output.shape)} vs target {list(target.shape)}"
+                f"MSELoss: output {list(output.shape)} vs target {list(target.shape)}"
             )
-        loss = self.setup.criterion(self.output, target)
+        loss = criterion(output, target)
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
             shape = list(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
             raise PhaseFailure(f"loss must be a scalar tensor, got {shape}")
@@ -294,7 +365,7 @@ class Session(Rewinding):
             {id(p): n for n, p in zip(self.names, self.params)},
             calls=self._module_calls,
         )
-        printed = [f"print(loss)\n{loss!r}"]
+        head = []
         node = loss.grad_fn
         labels = [
             "loss.grad_fn",
@@ -304,20 +375,37 @@ class Session(Rewinding):
         for label in labels:
             if node is None:
                 break
-            printed.append(f"print({label})  # <{type(node).__name__}>")
+            head.append(f"print({label})  # <{type(node).__name__}>")
             node = node.next_functions[0][0] if node.next_functions else None
-        lines, checks = cross_entropy_nn_vs_f(self.setup.criterion, self.output, target, loss)
-        printed += lines
-        return {"printed": "\n".join(printed), "loss": value, "graph": graph, "checks": checks}
+        self._live_tensors = (loss,)
+        reads = (output, loss)
+        same = self._lazy(
+            lambda: cross_entropy_nn_vs_f(criterion, output, target, loss), ([], ()), reads
+        )
+        printed = self._lazy(
+            lambda: "\n".join([f"print(loss)\n{loss!r}", *head, *same.get()[0]]),
+            NOT_KEPT_TEXT,
+            reads,
+        )
+        checks = self._lazy(lambda: same.get()[1], (), reads)
+        return {"printed": printed, "loss": value, "graph": graph, "checks": checks}
+
+    def _watch_grad(self, watch: str | None, grad: torch.Tensor | None) -> Deferred[str]:
+        """``print(net.<watch>.grad)`` of ``grad``, a tensor a checkpoint holds (or None)."""
+        if not watch:
+            return Deferred.now("")
+        return self._lazy(lambda: f"print(net.{watch}.grad)\n{grad!r}", NOT_KEPT_TEXT, (grad,))
 
     def _zero_grad(self, iteration: int) -> dict[str, Any]:
         assert self.setup is not None
         watch = self.watch
         if self.accumulate:
             grad = self.param(watch).grad if watch else None
-            printed = f"# zero_grad skipped: .grad keeps {self.backwards} backward(s)"
-            if watch:
-                printed += f"\nprint(net.{watch}.grad)\n{grad!r}"
+            note = f"# zero_grad skipped: .grad keeps {self.backwards} backward(s)"
+            shown = self._watch_grad(watch, grad)
+            printed = self._lazy(
+                lambda: note + ("\n" + shown.get() if watch else ""), NOT_KEPT_TEXT, (grad,)
+            )
             return {"printed": printed, "skipped": True, "zero_grad_mode": None}
         had = [n for n, p in zip(self.names, self.params) if p.grad is not None]
         set_to_none = self.recipe.zero_grad == "none"
@@ -325,11 +413,8 @@ class Session(Rewinding):
             self._own_grads()  # zeroing is in place; the checkpoint's grads must survive it
         self.setup.optimizer.zero_grad(set_to_none=set_to_none)
         self.backwards = 0
-        printed = ""
-        if watch:
-            printed = f"print(net.{watch}.grad)\n{self.param(watch).grad!r}"
         return {
-            "printed": printed,
+            "printed": self._watch_grad(watch, self.param(watch).grad if watch else None),
             "changed": tuple(had),
             "zero_grad_mode": "none" if set_to_none else "zeros",
         }
@@ -338,20 +423,13 @@ class Session(Rewinding):
         if self.loss is None:
             raise PhaseFailure("no live graph: run forward and loss before backward")
         self._own_grads()
-        before = [p.grad for p in self.params]
-        before_copy = self.history.current.grads  # immutable clones of exactly these values
+        before_copy = self.history.current.grads  # immutable: exactly the values of .grad now
         fresh: dict[int, torch.Tensor] = {}
         handles = []
         for i, p in enumerate(self.params):
-            if p.requires_grad and before[i] is not None:
+            if p.requires_grad and p.grad is not None:
                 # The hook sees this backward's contribution before AccumulateGrad adds it in.
                 handles.append(p.register_hook(keep_grad(fresh, i)))
-        watch = self.watch
-        watch_before = (
-            repr(self.param(watch).grad.clone())
-            if watch and self.param(watch).grad is not None
-            else "None"
-        )
         try:
             self.loss.backward()
         finally:
@@ -369,103 +447,98 @@ class Session(Rewinding):
                 changes.append(GradChange(name, None, None, None, False, True))
                 continue
             changed.append(name)
+            after_s = self._summary(after)
+            self._phase_summaries[("grad", name)] = after_s
             if prev is None:
-                after_s = summarize(after)
-                self._phase_summaries[("grad", name)] = after_s
                 changes.append(GradChange(name, None, after_s, after_s, False, True))
                 continue
+            # Accumulating (or zeros): checked now, because this backward's contribution is
+            # a tensor no checkpoint holds.
             contrib = fresh.get(i)
-            before_s = old_states[i].grad if i < len(old_states) else summarize(prev)
-            after_s = summarize(after)
-            self._phase_summaries[("grad", name)] = after_s
+            before_s = old_states[i].grad if i < len(old_states) else None
+            if before_s is None:
+                before_s = summarize(prev).compute()
             if contrib is None:  # no gradient flowed here this time
                 changes.append(
                     GradChange(name, before_s, None, after_s, True, bit_equal(after, prev))
                 )
                 continue
             exact = bit_equal(after, prev + contrib)
-            changes.append(GradChange(name, before_s, summarize(contrib), after_s, True, exact))
-        printed = ""
-        if watch:
-            after_w = self.param(watch).grad
-            printed = (
-                f"print('{watch}.grad before backward')\n{watch_before}\n"
-                f"print('{watch}.grad after backward')\n{after_w!r}"
+            fresh_s = summarize(contrib).compute()
+            changes.append(GradChange(name, before_s, fresh_s, after_s, True, exact))
+        printed: Deferred[str] | str = ""
+        if self.watch:
+            watch = self.watch
+            wi = self.names.index(watch)
+            was = before_copy[wi] if wi < len(before_copy) else None
+            now = self.params[wi].grad
+            printed = self._lazy(
+                lambda: (
+                    f"print('{watch}.grad before backward')\n{was!r}\n"
+                    f"print('{watch}.grad after backward')\n{now!r}"
+                ),
+                NOT_KEPT_TEXT,
+                (was, now),
             )
         return {"printed": printed, "grad_changes": tuple(changes), "changed": tuple(changed)}
 
     def _step(self, iteration: int) -> dict[str, Any]:
         assert self.setup is not None
         before = self.history.current.params
+        grads = [p.grad for p in self.params]
         optimizer = self.setup.optimizer
-        watch = self.watch
-        watch_before = repr(self.param(watch)) if watch else ""
         optimizer.step()
-        after_s = [summarize(p) for p in self.params]
+        # The checkpoint keeps these copies (and of the optimizer state): the summaries and
+        # checks below read them when asked, never the live tensors the next step writes.
+        after = [p.detach().clone() for p in self.params]
+        states = [
+            {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in st.items()}
+            for st in (optimizer.state.get(p, {}) for p in self.params)
+        ]
+        self._new_params, self._new_opt_state = after, states
+        after_s = [self._summary(a) for a in after]
         if self.nan_guard:
-            # The summaries count NaN and Inf exactly: the guard needs no pass of its own.
+            # One pass each (a finite sum proves no NaN or Inf), kept for the summaries.
             bad = [n for n, a in zip(self.names, after_s) if not a.finite]
             if bad:
                 raise PhaseFailure(f"step made {bad[0]} non-finite (NaN guard)")
         changes = []
         changed = []
-        sgd = self.recipe.optimizer in SGD_RULES
-        # Per parameter, a tensor bit-equal to its new value that nothing else holds, for the
-        # checkpoint to keep instead of cloning the parameter again (see _checkpoint).
-        self._step_params = [None] * len(self.params)
-        # Δ and lr·g live only until summarised: two scratch buffers serve every parameter
-        # (a fresh multi-megabyte tensor costs more in page faults than the subtraction).
-        scratch = Scratch(max((p.numel() for p in self.params), default=0))
-        for i, (name, p) in enumerate(zip(self.names, self.params)):
-            after = p.detach()
+        rule = self.recipe.optimizer if self.recipe.optimizer in SGD_RULES else None
+        for i, name in enumerate(self.names):
             self._phase_summaries[("data", name)] = after_s[i]
-            delta = torch.sub(after, before[i], out=scratch.get(0, after))
-            matches = err = None
-            if sgd and p.grad is not None:
-                g = p.grad
-                expected = (
-                    before[i].add(g, alpha=-self.lr)
-                    if self.recipe.optimizer == "sgd"
-                    else before[i].sub(g * self.lr)
+            a, b, g = after[i], before[i], grads[i]
+            delta = summarize_made(lambda a=a, b=b: a - b, tuple(a.shape), a.dtype)
+            self.releases.stage(delta, (a, b))
+            sgd: Deferred[tuple[bool | None, float | None]] = Deferred.now((None, None))
+            if rule is not None and g is not None:
+                sgd = self._lazy(
+                    lambda a=a, b=b, g=g, lr=self.lr: sgd_match(rule, a, b, g, lr),
+                    (None, None),
+                    (a, b, g),
                 )
-                matches = bit_equal(after, expected)
-                if matches:
-                    self._step_params[i] = expected
-                if g.numel():
-                    # max |Δ + lr·g|, with one temporary instead of three: lr·g + Δ equals
-                    # Δ + lr·g bit for bit (float addition commutes).
-                    gap = torch.mul(g, self.lr, out=scratch.get(1, g))
-                    gap.add_(delta)
-                    err = float(gap.abs_().max().item())
-                else:
-                    err = 0.0
             state = tuple(
-                (k, summarize(v))
-                for k, v in optimizer.state.get(p, {}).items()
-                if isinstance(v, torch.Tensor)
+                (k, self._summary(v)) for k, v in states[i].items() if isinstance(v, torch.Tensor)
             )
-            if not bit_equal(after, before[i]):
+            if not bit_equal(a, b):
                 changed.append(name)
             changes.append(
-                StepChange(
-                    name,
-                    self._param_states[i].data,
-                    after_s[i],
-                    summarize(delta),
-                    matches,
-                    err,
-                    state,
-                )
+                StepChange(name, self._param_states[i].data, after_s[i], delta, sgd, state)
             )
-        printed = ""
-        if watch:
-            printed = f"print(net.{watch})  # before step\n{watch_before}\nprint(net.{watch})  # after step\n{self.param(watch)!r}"
-            state_lines = optimizer_state_lines(optimizer, self.param(watch), watch)
-            printed = "\n".join([printed, *state_lines])
-        checks: tuple[tuple[str, bool], ...] = ()
-        if sgd:
-            lines, checks = sgd_vs_manual(before, [p.grad for p in self.params], self.lr)
-            printed = "\n".join([printed, *lines]) if printed else "\n".join(lines)
+        reads = [*before, *after, *(g for g in grads if g is not None)]
+        for st in states:
+            reads += [v for v in st.values() if isinstance(v, torch.Tensor)]
+        compare = Deferred.now(([], ()))
+        if rule is not None:
+            lr = self.lr
+            compare = self._lazy(lambda: sgd_vs_manual(before, grads, lr), ([], ()), reads)
+        watch = self.watch
+        printed = self._lazy(
+            lambda: self._step_printed(watch, before, after, states, compare.get()[0]),
+            NOT_KEPT_TEXT,
+            reads,
+        )
+        checks = self._lazy(lambda: compare.get()[1], (), reads)
         return {
             "printed": printed,
             "step_changes": tuple(changes),
@@ -473,26 +546,46 @@ class Session(Rewinding):
             "checks": checks,
         }
 
+    def _step_printed(
+        self,
+        watch: str | None,
+        before: tuple[torch.Tensor, ...],
+        after: list[torch.Tensor],
+        states: list[dict[str, Any]],
+        compared: list[str],
+    ) -> str:
+        lines: list[str] = []
+        if watch:
+            i = self.names.index(watch)
+            grad = self.params[i].requires_grad
+            # Parameters wrapping the kept copies print exactly as the live one did then.
+            then, now = nn.Parameter(before[i], grad), nn.Parameter(after[i], grad)
+            lines += [f"print(net.{watch})  # before step", repr(then)]
+            lines += [f"print(net.{watch})  # after step", repr(now)]
+            assert self.setup is not None
+            lines += optimizer_state_lines(self.setup.optimizer, states[i], watch)
+        return "\n".join(lines + compared)
+
     # -------------------------------------------------------------- param states
     def _states(self, changed: tuple[str, ...], full: bool) -> list[ParamState]:
         old = {s.name: s for s in self._param_states}
         out = []
+        cached = self._phase_summaries
         for name, p in zip(self.names, self.params):
             prev = old.get(name)
             if full or prev is None or name in changed:
-                cached = self._phase_summaries
                 if self.done is Phase.STEP and prev is not None:
                     grad = prev.grad  # optimizers read .grad, never write it: same numbers
                 elif ("grad", name) in cached:
                     grad = cached[("grad", name)]
                 else:
-                    grad = summarize(p.grad) if p.grad is not None else None
+                    grad = self._summary(p.grad) if p.grad is not None else None
                 if ("data", name) in cached:
                     data = cached[("data", name)]
-                elif full or prev is None or self.done in (Phase.STEP, Phase.DEFINE):
-                    data = summarize(p)
+                elif prev is not None:
+                    data = prev.data  # only define and step move parameters (both cache)
                 else:
-                    data = prev.data
+                    data = summarize(p.detach().clone()).compute()
                 out.append(ParamState(name, tuple(p.shape), p.numel(), p.requires_grad, data, grad))
             else:
                 out.append(prev)

@@ -1,32 +1,159 @@
-"""One honest line per tensor, in the spirit of lovely-tensors (without depending on it)."""
+"""One honest line per tensor, in the spirit of lovely-tensors (without depending on it).
+
+A ``TensorSummary`` knows its shape at once and computes its statistics when first read
+(``engine.lazy``): three groups, each in as few passes as PyTorch allows, so the parameters
+table (norms) never pays for a standard deviation.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
 
+from .lazy import LOCK
+
 HEAD = 8  # how many leading values a summary keeps, enough for conv1.bias (6)
+NAN = float("nan")
+NOT_KEPT = "not kept: it left the rewind history before it was shown"
+
+Source = torch.Tensor | Callable[[], torch.Tensor]
 
 
-@dataclass(frozen=True)
 class TensorSummary:
-    """Plain-number statistics of one tensor; safe to keep after the tensor is gone."""
+    """Plain-number statistics of one tensor; safe to keep after the tensor is gone.
 
-    shape: tuple[int, ...]
-    dtype: str
-    numel: int
-    min: float
-    max: float
-    mean: float
-    std: float
-    norm: float
-    sum: float
-    zeros: int
-    nans: int
-    infs: int
-    head: tuple[float, ...]
+    Every number is the one the named PyTorch call returns (``t.min()``, ``t.mean()``,
+    ``t.std()``, ``t.norm()``, ``t.sum()``, ``(t == 0).sum()``…). ``source`` is the tensor
+    (which nothing may write to while the summary can still read it) or a function making it
+    (a difference of two such tensors: computed once, when the first statistic is read).
+    """
+
+    __slots__ = ("shape", "dtype", "numel", "_source", "_sums", "_norm", "_detail", "_lost")
+
+    def __init__(
+        self, source: Source, shape: tuple[int, ...], dtype: torch.dtype | str, numel: int
+    ) -> None:
+        self.shape = tuple(shape)
+        self.dtype = dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
+        self.numel = numel
+        self._source: Source | None = source
+        self._sums: tuple[float, int, int] | None = None  # sum, NaNs, Infs
+        self._norm: float | None = None
+        # min, max, mean, std, zeros, head
+        self._detail: tuple[float, float, float, float, int, tuple[float, ...]] | None = None
+        self._lost = False
+        if numel == 0:
+            self._sums, self._norm = (0.0, 0, 0), 0.0
+            self._detail = (NAN, NAN, NAN, NAN, 0, ())
+            self._source = None
+
+    # ------------------------------------------------------------------ computing
+    def _tensor(self) -> torch.Tensor | None:
+        src = self._source
+        if src is None:
+            return None
+        t = src if isinstance(src, torch.Tensor) else src()
+        t = t.detach()
+        if not (t.is_floating_point() or t.is_complex()):
+            t = t.to(torch.float32)
+        if not isinstance(src, torch.Tensor):
+            self._source = t  # made once: the other groups read the same tensor
+        return t
+
+    def _need(self, group: str) -> None:
+        if getattr(self, group) is not None or self._lost:
+            return
+        with LOCK:
+            if getattr(self, group) is not None:
+                return
+            t = self._tensor()
+            if t is None:
+                self._lost = True
+                return
+            if self._sums is None:
+                self._sums = _sums(t)
+            if group == "_norm":
+                self._norm = float(t.norm().item())
+            elif group == "_detail":
+                self._detail = _detail(t, *self._sums[1:])
+            if None not in (self._sums, self._norm, self._detail):
+                self._source = None  # everything known: let the tensor go
+
+    def release(self) -> None:
+        """The tensor may change from now on: keep what is known, lose the rest."""
+        with LOCK:
+            self._source = None
+            if None in (self._sums, self._norm, self._detail):
+                self._lost = True
+
+    def compute(self) -> TensorSummary:
+        """Every statistic now (``nntui trace`` and tests); returns self."""
+        for group in ("_sums", "_norm", "_detail"):
+            self._need(group)
+        return self
+
+    @property
+    def source(self) -> torch.Tensor | None:
+        """The tensor still to be read (None once everything is known, or made on demand)."""
+        src = self._source
+        return src if isinstance(src, torch.Tensor) else None
+
+    @property
+    def available(self) -> bool:
+        """False when some statistic was released before it was computed (see ``NOT_KEPT``)."""
+        return not self._lost
+
+    # ------------------------------------------------------------------ statistics
+    @property
+    def sum(self) -> float:
+        self._need("_sums")
+        return self._sums[0] if self._sums else NAN
+
+    @property
+    def nans(self) -> int:
+        self._need("_sums")
+        return self._sums[1] if self._sums else 0
+
+    @property
+    def infs(self) -> int:
+        self._need("_sums")
+        return self._sums[2] if self._sums else 0
+
+    @property
+    def norm(self) -> float:
+        self._need("_norm")
+        return NAN if self._norm is None else self._norm
+
+    def _d(self, i: int) -> object:
+        self._need("_detail")
+        d = self._detail
+        return (NAN, NAN, NAN, NAN, 0, ())[i] if d is None else d[i]
+
+    @property
+    def min(self) -> float:
+        return self._d(0)  # type: ignore[return-value]
+
+    @property
+    def max(self) -> float:
+        return self._d(1)  # type: ignore[return-value]
+
+    @property
+    def mean(self) -> float:
+        return self._d(2)  # type: ignore[return-value]
+
+    @property
+    def std(self) -> float:
+        return self._d(3)  # type: ignore[return-value]
+
+    @property
+    def zeros(self) -> int:
+        return self._d(4)  # type: ignore[return-value]
+
+    @property
+    def head(self) -> tuple[float, ...]:
+        return self._d(5)  # type: ignore[return-value]
 
     @property
     def finite(self) -> bool:
@@ -39,63 +166,67 @@ class TensorSummary:
     def line(self) -> str:
         return summary_line(self)
 
+    def values(self) -> tuple[object, ...]:
+        """Every statistic, computed now: what two summaries are compared by."""
+        self.compute()
+        return (self.shape, self.dtype, self.numel, self._sums, self._norm, self._detail)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TensorSummary):
+            return NotImplemented
+        return self is other or self.values() == other.values()
+
+    def __hash__(self) -> int:
+        return hash((self.shape, self.dtype, self.numel))
+
+    def __repr__(self) -> str:
+        return f"TensorSummary({summary_line(self)})"
+
 
 def _item(t: torch.Tensor) -> float:
     return float(t.item())
 
 
-def summarize(tensor: torch.Tensor) -> TensorSummary:
-    """Statistics of ``tensor`` (detached; computed in its own dtype, as plain PyTorch would).
-
-    Every number is the one the named PyTorch call returns (``t.min()``, ``t.mean()``,
-    ``t.std()``, ``t.norm()``, ``t.sum()``, ``(t == 0).sum()``…), but in as few passes over
-    the data as that allows: on a 20 M-parameter model each pass costs milliseconds.
-    """
-    t = tensor.detach()
-    numel = t.numel()
-    dtype = str(t.dtype).removeprefix("torch.")
-    if numel == 0:
-        nan = float("nan")
-        return TensorSummary(tuple(t.shape), dtype, 0, nan, nan, nan, nan, 0.0, 0.0, 0, 0, 0, ())
-    if not (t.is_floating_point() or t.is_complex()):
-        t = t.to(torch.float32)
+def _sums(t: torch.Tensor) -> tuple[float, int, int]:
     total = _item(t.sum())
     if math.isfinite(total):
         # A NaN makes the sum NaN and an Inf makes it ±Inf or NaN, so a finite sum proves
         # there are none: two full passes (isnan, isinf) saved in the common case.
-        nans = infs = 0
-        finite = t
-    else:
-        nans = int(torch.isnan(t).sum().item())
-        infs = int(torch.isinf(t).sum().item())
-        finite = t if nans == 0 and infs == 0 else t[torch.isfinite(t)]
+        return total, 0, 0
+    return total, int(torch.isnan(t).sum().item()), int(torch.isinf(t).sum().item())
+
+
+def _detail(
+    t: torch.Tensor, nans: int, infs: int
+) -> tuple[float, float, float, float, int, tuple[float, ...]]:
+    finite = t if nans == 0 and infs == 0 else t[torch.isfinite(t)]
     if finite.numel():
         lo_t, hi_t = torch.aminmax(finite)  # one pass; min and max are exact in any order
         lo, hi = _item(lo_t), _item(hi_t)
         mean = _item(finite.mean())
         std = _item(finite.std()) if finite.numel() > 1 else 0.0
     else:
-        lo = hi = mean = std = float("nan")
+        lo = hi = mean = std = NAN
     if nans == 0 and infs == 0 and (lo > 0 or hi < 0):
         zeros = 0  # every value is on one side of zero: nothing to count
     else:
-        zeros = numel - int(torch.count_nonzero(t).item())  # == (t == 0).sum(), no bool copy
-    flat = t.reshape(-1)
-    return TensorSummary(
-        shape=tuple(t.shape),
-        dtype=dtype,
-        numel=numel,
-        min=lo,
-        max=hi,
-        mean=mean,
-        std=std,
-        norm=_item(t.norm()),
-        sum=total,
-        zeros=zeros,
-        nans=nans,
-        infs=infs,
-        head=tuple(float(v) for v in flat[:HEAD].tolist()),
-    )
+        zeros = t.numel() - int(torch.count_nonzero(t).item())  # == (t == 0).sum()
+    head = tuple(float(v) for v in t.reshape(-1)[:HEAD].tolist())
+    return lo, hi, mean, std, zeros, head
+
+
+def summarize(tensor: torch.Tensor) -> TensorSummary:
+    """A summary of ``tensor``, computed when first read: nothing may write to ``tensor``
+    until then (pass a copy of anything that changes)."""
+    # The very object, not a detached alias: the history recognises tensors by identity.
+    return TensorSummary(tensor, tuple(tensor.shape), tensor.dtype, tensor.numel())
+
+
+def summarize_made(
+    make: Callable[[], torch.Tensor], shape: tuple[int, ...], dtype: torch.dtype
+) -> TensorSummary:
+    """A summary of the tensor ``make()`` returns, made only if a statistic is read."""
+    return TensorSummary(make, shape, dtype, math.prod(shape))
 
 
 def fmt(x: float) -> str:
@@ -123,6 +254,9 @@ def summary_line(s: TensorSummary) -> str:
         parts.append(s.dtype)
     if s.numel == 0:
         parts.append("empty")
+        return " ".join(parts)
+    if not s.compute().available:
+        parts.append(f"({NOT_KEPT})")
         return " ".join(parts)
     if s.all_zeros:
         parts.append("all_zeros")

@@ -1,0 +1,130 @@
+"""Values computed on first use from tensors the rewind history holds, and their release.
+
+A phase on a 20 M-parameter model would spend several times its own compute summarising and
+cross-checking tensors nobody looks at, so records hold *deferred* values instead: a summary,
+a bit-exactness check, a diagnosis. Their inputs are checkpoint tensors, which nothing writes
+while the history holds them (engine.rewind's copy-on-write). When the history lets go of one
+(``Releases.release``), every deferred value that reads it is released: computed values stay,
+the others are *not kept* and fall back to a stated default. ``nntui trace`` reads every value
+as it goes, and the app what it shows; only values nobody read before the history dropped
+their tensors (older than the rewind window) are lost.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+# Computing and releasing run on different threads in the app (the UI reads a summary while the
+# worker runs the next phase and the history lets go of old tensors): one lock for both.
+LOCK = threading.RLock()
+
+PENDING, DONE, NOT_KEPT = 0, 1, 2
+
+
+class Deferred(Generic[T]):
+    """A value computed once, on first ``get``; ``fallback`` if released before that."""
+
+    __slots__ = ("_make", "_value", "_state")
+
+    def __init__(self, make: Callable[[], T], fallback: T) -> None:
+        self._make: Callable[[], T] | None = make
+        self._value: T = fallback
+        self._state = PENDING
+
+    @classmethod
+    def now(cls, value: T) -> Deferred[T]:
+        """An already known value (nothing to release)."""
+        d: Deferred[T] = cls.__new__(cls)
+        d._make, d._value, d._state = None, value, DONE
+        return d
+
+    def get(self) -> T:
+        if self._state == PENDING:
+            with LOCK:
+                if self._state == PENDING:
+                    assert self._make is not None
+                    self._value = self._make()
+                    self._state = DONE
+                    self._make = None
+        return self._value
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Deferred):
+            return NotImplemented
+        return self is other or (self.kept == other.kept and self.get() == other.get())
+
+    def __hash__(self) -> int:
+        return hash(Deferred)
+
+    def __repr__(self) -> str:
+        return f"Deferred({self.get()!r})" if self.kept else "Deferred(<not kept>)"
+
+    @property
+    def kept(self) -> bool:
+        """False when the inputs were released before anyone asked for the value."""
+        return self._state != NOT_KEPT
+
+    def release(self) -> None:
+        with LOCK:
+            if self._state == PENDING:
+                self._state = NOT_KEPT
+            self._make = None
+
+
+class Releasable:
+    """What ``Releases`` can release: ``Deferred`` values and lazy ``TensorSummary``s."""
+
+    def release(self) -> None: ...
+
+
+class Releases:
+    """Deferred values by the tensors they read; released when the history drops a tensor.
+
+    Values register in two steps: ``stage`` while a phase runs, ``commit`` once its checkpoint
+    holds the tensors (a phase that fails is ``discard``ed, so nothing waits on tensors no
+    checkpoint ever held).
+    """
+
+    def __init__(self) -> None:
+        self._by_tensor: dict[int, list[Releasable]] = {}
+        self._staged: list[tuple[tuple[torch.Tensor, ...], Releasable]] = []
+
+    def __len__(self) -> int:
+        return len(self._by_tensor)
+
+    def stage(self, value: Releasable, tensors: Iterable[torch.Tensor]) -> None:
+        self._staged.append((tuple(tensors), value))
+
+    def commit(self, held: Callable[[torch.Tensor], bool]) -> None:
+        """Register the staged values under their tensors; one reading a tensor the history
+        does not hold is released at once (it could be written in place from now on)."""
+        staged, self._staged = self._staged, []
+        for tensors, value in staged:
+            if all(held(t) for t in tensors):
+                for t in tensors:
+                    self._by_tensor.setdefault(id(t), []).append(value)
+            else:
+                value.release()
+
+    def discard(self) -> None:
+        for _, value in self._staged:
+            value.release()
+        self._staged = []
+
+    def release(self, tensor: torch.Tensor) -> None:
+        """``tensor`` left the history: release every value that reads it."""
+        for value in self._by_tensor.pop(id(tensor), ()):
+            value.release()
+
+    def release_all(self) -> None:
+        by_tensor, self._by_tensor = self._by_tensor, {}
+        for values in by_tensor.values():
+            for value in values:
+                value.release()
+        self.discard()
