@@ -14,6 +14,10 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.nn.modules.module import (
+    register_module_forward_hook,
+    register_module_forward_pre_hook,
+)
 
 from .summary import shape_text
 
@@ -63,21 +67,25 @@ def describe(
 def blame_modules(net: nn.Module) -> Iterator[None]:
     """Inside this block, an exception escaping a module's forward becomes a ``ModuleFailure``."""
     stack: list[tuple[str, nn.Module, tuple[tuple[int, ...], ...]]] = []
-    handles = []
-    for path, module in net.named_modules():
+    # Global hooks, filtered by identity: one registration per forward instead of two per
+    # module (which cost more than a small model's forward itself).
+    paths = {id(m): path for path, m in net.named_modules()}
 
-        def pre(mod: nn.Module, args: tuple[Any, ...], path: str = path) -> None:
+    def pre(mod: nn.Module, args: tuple[Any, ...]) -> None:
+        path = paths.get(id(mod))
+        if path is not None:
             stack.append((path, mod, _shapes(args)))
 
-        def post(mod: nn.Module, args: tuple[Any, ...], result: Any) -> None:
-            # Pop up to and including this module: a child that raised inside a try/except of
-            # its parent never reached its own post hook and must not be blamed later.
-            while stack:
-                if stack.pop()[1] is mod:
-                    break
+    def post(mod: nn.Module, args: tuple[Any, ...], result: Any) -> None:
+        if id(mod) not in paths:
+            return
+        # Pop up to and including this module: a child that raised inside a try/except of
+        # its parent never reached its own post hook and must not be blamed later.
+        while stack:
+            if stack.pop()[1] is mod:
+                break
 
-        handles.append(module.register_forward_pre_hook(pre))
-        handles.append(module.register_forward_hook(post))
+    handles = [register_module_forward_pre_hook(pre), register_module_forward_hook(post)]
     try:
         yield
     except ModuleFailure:

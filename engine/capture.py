@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.nn.modules.module import register_module_forward_hook
 
 from .blame import blame_modules
 
@@ -27,34 +30,52 @@ def keep_grad(store: dict[int, torch.Tensor], i: int) -> Callable[[torch.Tensor]
 def capture_outputs(
     net: nn.Module,
     out: dict[str, tuple[str, torch.Tensor]],
-    nonfinite: list[str] | None = None,
+    returned: dict[str, int] | None = None,
 ) -> Iterator[None]:
-    """Forward hooks on every submodule: its output, detached and cloned (in-place ops follow).
+    """Every submodule's output, detached and cloned (in-place ops may follow), into ``out``
+    by name (the root's as ``output``), in the order modules first returned; ``returned``
+    numbers each name by its latest return (see ``nonfinite``). An exception escaping a
+    module becomes a ``ModuleFailure`` naming the innermost module running (engine.blame).
 
-    ``nonfinite`` collects, in the order modules return, those whose output holds NaN/Inf (a
-    module called twice counts at the call that went bad). An exception escaping a module
-    becomes a ``ModuleFailure`` naming the innermost module running (``engine.blame``).
+    One global hook rather than one per module: registering and removing a hook on every
+    module for every forward cost more than the clones on a model of a few hundred modules.
     """
-    handles = []
-    for name, module in net.named_modules():
-        label = name or "output"
+    names = {id(m): (name or "output") for name, m in net.named_modules()}
+    seq = itertools.count()
 
-        def hook(mod: nn.Module, args: Any, result: Any, label: str = label) -> None:
-            if isinstance(result, torch.Tensor):
-                kept = result.detach().clone()
-                out[label] = (type(mod).__name__, kept)
-                if (
-                    nonfinite is not None
-                    and kept.is_floating_point()
-                    and label not in nonfinite
-                    and not torch.isfinite(kept).all()
-                ):
-                    nonfinite.append(label)
+    def hook(mod: nn.Module, args: Any, result: Any) -> None:
+        label = names.get(id(mod))
+        if label is not None and isinstance(result, torch.Tensor):
+            out[label] = (type(mod).__name__, result.detach().clone())
+            if returned is not None:
+                returned[label] = next(seq)
 
-        handles.append(module.register_forward_hook(hook))
+    handle = register_module_forward_hook(hook)
     try:
         with blame_modules(net):
             yield
     finally:
-        for h in handles:
-            h.remove()
+        handle.remove()
+
+
+def nonfinite(
+    out: dict[str, tuple[str, torch.Tensor]], returned: dict[str, int]
+) -> tuple[str, ...]:
+    """The captured modules whose output holds NaN/Inf, in the order of their latest return.
+
+    Checked when asked (a pass over every activation costs more than the forward of a conv
+    net): the NaN guard's message and the diagnostics ask. A module called twice is judged by
+    its last output, ordered by that call, so a reused activation that turns NaN after the
+    module that caused it is named after it.
+    """
+    bad = []
+    for label in sorted(out, key=lambda k: returned.get(k, -1)):
+        t = out[label][1]
+        # A finite sum proves every value finite; a sum can also overflow, hence the recheck.
+        if (
+            t.is_floating_point()
+            and not math.isfinite(float(t.sum().item()))
+            and not bool(torch.isfinite(t).all())
+        ):
+            bad.append(label)
+    return tuple(bad)

@@ -106,6 +106,9 @@ class History:
         """Whether a kept checkpoint holds this very tensor object (not merely equal values)."""
         return id(tensor) in self._refs
 
+    def holds_id(self, key: int) -> bool:
+        return key in self._refs
+
     def nbytes(self) -> int:
         """Bytes of the distinct tensors the kept checkpoints hold (shared ones counted once)."""
         return self._bytes

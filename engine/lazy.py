@@ -98,6 +98,10 @@ class Releases:
     def __len__(self) -> int:
         return len(self._by_tensor)
 
+    def waiting_on(self) -> list[int]:
+        """Ids of the tensors registered values still read (each must be in the history)."""
+        return list(self._by_tensor)
+
     def stage(self, value: Releasable, tensors: Iterable[torch.Tensor]) -> None:
         self._staged.append((tuple(tensors), value))
 

@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from .bitwise import bit_equal
 from .blame import USER_ERRORS
-from .capture import capture_outputs
+from .capture import capture_outputs, nonfinite
 from .failures import phase_error
 from .history import Checkpoint
 from .lazy import Deferred
@@ -207,13 +207,17 @@ class Rewinding:
         assert self.setup is not None and cp.forward_rng is not None
         torch.set_rng_state(cp.forward_rng)
         input, target = self.setup.data.batch(cp.iteration)
-        nonfinite: list[str] = []
+        captured: dict[str, tuple[str, torch.Tensor]] = {}
+        returned: dict[str, int] = {}
         calls: list[ModuleCall] = []
         # Captured again to know which module first went non-finite (the loss names it) and
         # which module made each graph node (the loss tags them).
-        with capture_outputs(self.setup.net, {}, nonfinite), record_calls(self.setup.net, calls):
+        with (
+            capture_outputs(self.setup.net, captured, returned),
+            record_calls(self.setup.net, calls),
+        ):
             self.output = self.setup.net(input)
-        self._nonfinite = Deferred.now(tuple(nonfinite))
+        self._nonfinite = Deferred.now(nonfinite(captured, returned))
         self._module_calls = tuple(calls)
         if cp.done is not Phase.FORWARD:
             self.loss = self.setup.criterion(self.output, target)

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from .bitwise import bit_equal
 from .blame import USER_ERRORS
-from .capture import capture_outputs, keep_grad
+from .capture import capture_outputs, keep_grad, nonfinite
 from .checks import cross_entropy_nn_vs_f, optimizer_state_lines, sgd_match, sgd_vs_manual
 from .codegen import phase_code
 from .failures import PhaseFailure, phase_error
@@ -305,10 +305,10 @@ class Session(Rewinding):
         input, _ = self.setup.data.batch(iteration)
         self._forward_rng = torch.get_rng_state()
         captured: dict[str, tuple[str, torch.Tensor]] = {}
-        nonfinite: list[str] = []
+        returned: dict[str, int] = {}
         calls: list[ModuleCall] = []
         with (
-            capture_outputs(self.setup.net, captured, nonfinite),
+            capture_outputs(self.setup.net, captured, returned),
             record_calls(self.setup.net, calls),
         ):
             output = self.setup.net(input)
@@ -322,7 +322,9 @@ class Session(Rewinding):
         self._module_calls = tuple(calls)
         self.loss = None
         self.activations = {name: t for name, (_, t) in captured.items()}
-        self._nonfinite = Deferred.now(tuple(nonfinite))
+        self._nonfinite = self._lazy(
+            lambda: nonfinite(captured, returned), (), self.activations.values()
+        )
         acts = tuple(
             Activation(name, kind, tuple(t.shape), self._summary(t))
             for name, (kind, t) in captured.items()
@@ -377,7 +379,8 @@ class Session(Rewinding):
                 break
             head.append(f"print({label})  # <{type(node).__name__}>")
             node = node.next_functions[0][0] if node.next_functions else None
-        self._live_tensors = (loss,)
+        # Both: after a rewind, ``output`` is a recomputed one no earlier checkpoint holds.
+        self._live_tensors = (output, loss)
         reads = (output, loss)
         same = self._lazy(
             lambda: cross_entropy_nn_vs_f(criterion, output, target, loss), ([], ()), reads

@@ -33,6 +33,7 @@ from hypothesis.stateful import (
 )
 
 from engine import Phase, PhaseError, Recipe, Session
+from engine.records import NOT_KEPT_TEXT
 
 BUDGET = 3 * 2**20  # small enough that long runs drop old checkpoints (tutorial Net: ~0.6 MB/it)
 LRS = (0.01, 0.1, 0.003, 2.0)  # 2.0 makes some runs diverge: the NaN guard must undo cleanly
@@ -254,6 +255,21 @@ class EngineMachine(RuleBasedStateMachine):
         h = self.s.history
         assert h.nbytes() == recount(self.s)
         assert h.nbytes() <= h.budget_bytes or len(h) == 1
+
+    @invariant()
+    def lazy_values_read_only_kept_tensors(self) -> None:
+        if self.session is None:
+            return
+        s = self.s
+        # A value computed later reads a tensor nothing may write: one the history holds.
+        assert all(s.history.holds_id(k) for k in s.releases.waiting_on())
+        record = s.last_record
+        if record is not None:  # the current state's record is always whole
+            record.resolve()
+            summaries = [x for p in record.params for x in (p.data, p.grad) if x is not None]
+            assert all(x.available for x in summaries)
+            assert record.printed != NOT_KEPT_TEXT
+            assert all(c.sgd.kept for c in record.step_changes)
 
     @invariant()
     def records_follow_the_path(self) -> None:
