@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -35,6 +35,9 @@ class Checkpoint:
     activations: tuple[tuple[str, torch.Tensor], ...] = ()  # this iteration's forward outputs
     # What the phase's record reads lazily besides the above (forward's output, the loss).
     live: tuple[torch.Tensor, ...] = ()
+    # Lazy values of the records next to this checkpoint, released when it leaves the history
+    # (engine.lazy.Releases.stage_record).
+    leave: list[Any] = field(default_factory=list, compare=False)
 
     def tensors(self) -> Iterator[torch.Tensor]:
         yield from self.params
@@ -97,6 +100,9 @@ class History:
         return len(self._items) > n
 
     def clear(self) -> None:
+        for checkpoint in self._items:
+            for value in checkpoint.leave:
+                value.release()
         self._items.clear()
         self._refs.clear()
         self._bytes = 0
@@ -106,6 +112,10 @@ class History:
         """Whether a kept checkpoint holds this very tensor object (not merely equal values)."""
         return id(tensor) in self._refs
 
+    def recent(self, n: int) -> list[Checkpoint]:
+        """The newest ``n`` checkpoints still kept (fewer when the history is shorter)."""
+        return [self._items[-i] for i in range(1, min(n, len(self._items)) + 1)]
+
     def holds_id(self, key: int) -> bool:
         return key in self._refs
 
@@ -114,6 +124,10 @@ class History:
         return self._bytes
 
     def _count(self, checkpoint: Checkpoint, sign: int) -> None:
+        if sign < 0:
+            for value in checkpoint.leave:
+                value.release()
+            checkpoint.leave.clear()
         refs = self._refs
         for t in checkpoint.tensors():
             key = id(t)

@@ -54,6 +54,9 @@ class Deferred(Generic[T]):
                     self._make = None
         return self._value
 
+    def compute(self) -> T:
+        return self.get()
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Deferred):
             return NotImplemented
@@ -82,18 +85,24 @@ class Releasable:
 
     def release(self) -> None: ...
 
+    def compute(self) -> object: ...
+
 
 class Releases:
-    """Deferred values by the tensors they read; released when the history drops a tensor.
+    """Deferred values by what they read, released when the history lets go of it.
 
-    Values register in two steps: ``stage`` while a phase runs, ``commit`` once its checkpoint
-    holds the tensors (a phase that fails is ``discard``ed, so nothing waits on tensors no
-    checkpoint ever held).
+    Two kinds. A value shared by records (a parameter's summary, reused while the parameter
+    does not change) is registered under its tensors and released with the last checkpoint
+    holding one (``stage``). A value of one record reads only tensors that record's checkpoint
+    or the one before hold (``stage_record``): it goes with the first of the two to leave, which
+    costs nothing per tensor. Both register in two steps: staged while a phase runs, committed
+    once its checkpoint is pushed (a phase that fails is ``discard``ed).
     """
 
     def __init__(self) -> None:
         self._by_tensor: dict[int, list[Releasable]] = {}
         self._staged: list[tuple[tuple[torch.Tensor, ...], Releasable]] = []
+        self._staged_record: list[Releasable] = []
 
     def __len__(self) -> int:
         return len(self._by_tensor)
@@ -105,21 +114,49 @@ class Releases:
     def stage(self, value: Releasable, tensors: Iterable[torch.Tensor]) -> None:
         self._staged.append((tuple(tensors), value))
 
-    def commit(self, held: Callable[[torch.Tensor], bool]) -> None:
-        """Register the staged values under their tensors; one reading a tensor the history
-        does not hold is released at once (it could be written in place from now on)."""
+    def stage_record(self, value: Releasable) -> None:
+        self._staged_record.append(value)
+
+    def commit(
+        self,
+        held: Callable[[torch.Tensor], bool],
+        leaving: list[list[Releasable]],
+    ) -> None:
+        """Register the staged values: under their tensors (one reading a tensor the history
+        does not hold is released at once: it could be written in place from now on), and the
+        record's in each list of ``leaving`` (the lists of the new checkpoint and the one before
+        it, released when their checkpoint leaves; an empty ``leaving`` computes them now)."""
         staged, self._staged = self._staged, []
+        by_tensor = self._by_tensor
+        checked: dict[int, bool] = {}
         for tensors, value in staged:
-            if all(held(t) for t in tensors):
+            ok = True
+            for t in tensors:
+                h = checked.get(id(t))
+                if h is None:
+                    h = checked[id(t)] = held(t)
+                ok = ok and h
+            if ok:
                 for t in tensors:
-                    self._by_tensor.setdefault(id(t), []).append(value)
+                    by_tensor.setdefault(id(t), []).append(value)
             else:
                 value.release()
+        record, self._staged_record = self._staged_record, []
+        if not leaving:
+            # The checkpoint before was dropped by this very push: nothing has written to its
+            # tensors yet, so compute the record's values now rather than lose them.
+            for value in record:
+                value.compute()
+        for values in leaving:
+            values.extend(record)
 
     def discard(self) -> None:
         for _, value in self._staged:
             value.release()
+        for value in self._staged_record:
+            value.release()
         self._staged = []
+        self._staged_record = []
 
     def release(self, tensor: torch.Tensor) -> None:
         """``tensor`` left the history: release every value that reads it."""

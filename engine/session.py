@@ -7,7 +7,7 @@ a phase that raises is undone by restoring the checkpoint it started from.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -197,8 +197,13 @@ class Session(Rewinding):
                 self._set_live(live)
             return phase_error(phase, iteration, exc)
         self.records.append(record)
+        before = self.history.current
         self._checkpoint(phase)
-        self.releases.commit(self.history.holds)
+        # The record's values read this checkpoint's tensors and the one's before (if the
+        # push dropped that one, they are released at once).
+        kept = self.history.recent(2)
+        leaving = [cp.leave for cp in kept] if len(kept) == 2 and kept[1] is before else []
+        self.releases.commit(self.history.holds, leaving)
         return record
 
     def run_iteration(self) -> list[PhaseRecord | PhaseError]:
@@ -258,22 +263,18 @@ class Session(Rewinding):
         self.releases.stage(s, (tensor,) if s.source is not None else ())
         return s
 
-    def _lazy(
-        self, make: Callable[[], T], fallback: T, reads: Iterable[torch.Tensor | None]
-    ) -> Deferred[T]:
-        """``make()`` when first read; it may read only ``reads``, which checkpoints hold."""
+    def _lazy(self, make: Callable[[], T], fallback: T) -> Deferred[T]:
+        """``make()`` when first read; it may read only tensors that this phase's checkpoint
+        or the one before it hold (released when either leaves the history)."""
         d = Deferred(make, fallback)
-        self.releases.stage(d, (t for t in reads if t is not None))
+        self.releases.stage_record(d)
         return d
 
     def _diagnosis(self, record: PhaseRecord) -> Deferred[tuple[Diagnostic, ...]]:
         diagnose = self._diagnose
         assert diagnose is not None
         view = DiagnosisView(self.setup, self._nonfinite, self.activations)
-        reads: list[torch.Tensor | None] = list(self.activations.values())
-        for p in record.params:
-            reads += [p.data.source, p.grad.source if p.grad is not None else None]
-        return self._lazy(lambda: diagnose(view, record), (), reads)
+        return self._lazy(lambda: diagnose(view, record), ())
 
     @property
     def nonfinite_modules(self) -> tuple[str, ...]:
@@ -322,15 +323,16 @@ class Session(Rewinding):
         self._module_calls = tuple(calls)
         self.loss = None
         self.activations = {name: t for name, (_, t) in captured.items()}
-        self._nonfinite = self._lazy(
-            lambda: nonfinite(captured, returned), (), self.activations.values()
-        )
+        # Shared by this iteration's records (the loss diagnoses with it): kept as long as the
+        # activations it reads are.
+        self._nonfinite = Deferred(lambda: nonfinite(captured, returned), ())
+        self.releases.stage(self._nonfinite, self.activations.values())
         acts = tuple(
             Activation(name, kind, tuple(t.shape), self._summary(t))
             for name, (kind, t) in captured.items()
         )
         self._live_tensors = (output,)  # the checkpoint holds it for the printed repr
-        printed = self._lazy(lambda: f"print(output)\n{output!r}", NOT_KEPT_TEXT, (output,))
+        printed = self._lazy(lambda: f"print(output)\n{output!r}", NOT_KEPT_TEXT)
         fields: dict[str, Any] = {"printed": printed, "activations": acts}
         labels = getattr(self.setup.data, "labels", None)
         if labels is not None and output.dim() == 2:  # digits: for accuracy (engine.digits)
@@ -381,23 +383,18 @@ class Session(Rewinding):
             node = node.next_functions[0][0] if node.next_functions else None
         # Both: after a rewind, ``output`` is a recomputed one no earlier checkpoint holds.
         self._live_tensors = (output, loss)
-        reads = (output, loss)
-        same = self._lazy(
-            lambda: cross_entropy_nn_vs_f(criterion, output, target, loss), ([], ()), reads
-        )
+        same = self._lazy(lambda: cross_entropy_nn_vs_f(criterion, output, target, loss), ([], ()))
         printed = self._lazy(
-            lambda: "\n".join([f"print(loss)\n{loss!r}", *head, *same.get()[0]]),
-            NOT_KEPT_TEXT,
-            reads,
+            lambda: "\n".join([f"print(loss)\n{loss!r}", *head, *same.get()[0]]), NOT_KEPT_TEXT
         )
-        checks = self._lazy(lambda: same.get()[1], (), reads)
+        checks = self._lazy(lambda: same.get()[1], ())
         return {"printed": printed, "loss": value, "graph": graph, "checks": checks}
 
     def _watch_grad(self, watch: str | None, grad: torch.Tensor | None) -> Deferred[str]:
         """``print(net.<watch>.grad)`` of ``grad``, a tensor a checkpoint holds (or None)."""
         if not watch:
             return Deferred.now("")
-        return self._lazy(lambda: f"print(net.{watch}.grad)\n{grad!r}", NOT_KEPT_TEXT, (grad,))
+        return self._lazy(lambda: f"print(net.{watch}.grad)\n{grad!r}", NOT_KEPT_TEXT)
 
     def _zero_grad(self, iteration: int) -> dict[str, Any]:
         assert self.setup is not None
@@ -407,7 +404,7 @@ class Session(Rewinding):
             note = f"# zero_grad skipped: .grad keeps {self.backwards} backward(s)"
             shown = self._watch_grad(watch, grad)
             printed = self._lazy(
-                lambda: note + ("\n" + shown.get() if watch else ""), NOT_KEPT_TEXT, (grad,)
+                lambda: note + ("\n" + shown.get() if watch else ""), NOT_KEPT_TEXT
             )
             return {"printed": printed, "skipped": True, "zero_grad_mode": None}
         had = [n for n, p in zip(self.names, self.params) if p.grad is not None]
@@ -481,7 +478,6 @@ class Session(Rewinding):
                     f"print('{watch}.grad after backward')\n{now!r}"
                 ),
                 NOT_KEPT_TEXT,
-                (was, now),
             )
         return {"printed": printed, "grad_changes": tuple(changes), "changed": tuple(changed)}
 
@@ -512,13 +508,12 @@ class Session(Rewinding):
             self._phase_summaries[("data", name)] = after_s[i]
             a, b, g = after[i], before[i], grads[i]
             delta = summarize_made(lambda a=a, b=b: a - b, tuple(a.shape), a.dtype)
-            self.releases.stage(delta, (a, b))
+            self.releases.stage_record(delta)
             sgd: Deferred[tuple[bool | None, float | None]] = Deferred.now((None, None))
             if rule is not None and g is not None:
                 sgd = self._lazy(
                     lambda a=a, b=b, g=g, lr=self.lr: sgd_match(rule, a, b, g, lr),
                     (None, None),
-                    (a, b, g),
                 )
             state = tuple(
                 (k, self._summary(v)) for k, v in states[i].items() if isinstance(v, torch.Tensor)
@@ -528,20 +523,16 @@ class Session(Rewinding):
             changes.append(
                 StepChange(name, self._param_states[i].data, after_s[i], delta, sgd, state)
             )
-        reads = [*before, *after, *(g for g in grads if g is not None)]
-        for st in states:
-            reads += [v for v in st.values() if isinstance(v, torch.Tensor)]
         compare = Deferred.now(([], ()))
         if rule is not None:
             lr = self.lr
-            compare = self._lazy(lambda: sgd_vs_manual(before, grads, lr), ([], ()), reads)
+            compare = self._lazy(lambda: sgd_vs_manual(before, grads, lr), ([], ()))
         watch = self.watch
         printed = self._lazy(
             lambda: self._step_printed(watch, before, after, states, compare.get()[0]),
             NOT_KEPT_TEXT,
-            reads,
         )
-        checks = self._lazy(lambda: compare.get()[1], (), reads)
+        checks = self._lazy(lambda: compare.get()[1], ())
         return {
             "printed": printed,
             "step_changes": tuple(changes),

@@ -1,0 +1,105 @@
+"""Records are lazy (engine.lazy): read late they still hold plain PyTorch's numbers, read too
+late (after the history dropped their tensors) they say so, and the current one is always whole."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine import Phase, PhaseRecord, Recipe, Session
+from engine.jsonl import record_to_json
+from engine.records import NOT_KEPT_TEXT
+from tests.oracle import tutorial_loop
+
+
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_records_read_late_match_plain_pytorch(accumulate: bool) -> None:
+    # Every phase first, every number afterwards: the tensors the records read must not have
+    # moved in between (the parameters were stepped three times since the first records).
+    session = Session(Recipe(seed=3, lr=0.1), accumulate=accumulate)
+    expected = [(loss, snap) for _, _, loss, snap, _ in tutorial_loop(3, 0.1, 3, accumulate)]
+    records = [session.run_next() for _ in expected]
+    for record, (loss, snap) in zip(records, expected):
+        assert isinstance(record, PhaseRecord)
+        data = record_to_json(record)
+        assert data["loss"] == loss
+        assert data["params"] == snap
+
+
+def test_a_phase_computes_no_statistics() -> None:
+    session = Session(Recipe(seed=0))
+    records = [session.run_next() for _ in range(6)]
+    backward = records[4]
+    assert backward.phase is Phase.BACKWARD
+    grads = [p.grad for p in backward.params]
+    # Not computed yet: each still reads its tensor.
+    assert all(g is not None and g.source is not None for g in grads)
+    grad = session.param("fc3.weight").grad
+    assert grads[-2].norm == grad.norm().item()  # computed on first read, the torch value
+    assert grads[-2].source is None or grads[-2].source is grad
+
+
+def test_tiny_history_keeps_the_current_record_whole() -> None:
+    # Budget of one byte: only the current checkpoint is ever kept, so each record's earlier
+    # checkpoint is dropped by the very push that ends its phase.
+    session = Session(Recipe(seed=5, lr=0.05), history_bytes=1)
+    for it, phase, loss, snap, net in tutorial_loop(5, 0.05, 2):
+        record = session.run_next()
+        assert isinstance(record, PhaseRecord)
+        assert (record.iteration, record.phase.value) == (it, phase)
+        assert record_to_json(record)["params"] == snap
+        assert record.loss == loss
+        assert record.printed != NOT_KEPT_TEXT
+        if phase == "step":
+            assert f"# after step\n{net.conv1.bias!r}" in record.printed
+            assert all(c.matches_sgd for c in record.step_changes)
+            delta = record.step_changes[1].delta
+            assert delta.available and delta.norm > 0
+    assert len(session.history) == 1
+
+
+def test_values_read_too_late_say_they_were_not_kept() -> None:
+    # About two iterations of the tutorial Net: the first one's checkpoints go within three.
+    session = Session(Recipe(seed=1), history_bytes=600_000)
+    first = [session.run_next() for _ in range(6)]  # define .. step, nothing read
+    for _ in range(3):
+        session.run_iteration()
+    assert session.history.dropped > 6
+    backward = first[4]
+    grad = backward.param("conv1.bias").grad
+    assert grad is not None and not grad.available
+    assert "not kept" in grad.line()
+    assert backward.printed == NOT_KEPT_TEXT
+    # What was read in time stays: the newest records are whole.
+    assert session.last_record is not None and session.last_record.resolve()
+    latest = session.last_record.param("conv1.bias")
+    assert latest is not None and latest.data.available
+    # Nothing waits on a tensor the history let go of (it may be written in place now).
+    assert all(session.history.holds_id(k) for k in session.releases.waiting_on())
+
+
+def test_reading_from_another_thread_while_phases_run() -> None:
+    # The app reads summaries on the UI thread while the worker runs the next phase.
+    import threading
+
+    session = Session(Recipe(seed=2), history_bytes=200_000)
+    session.run_next()
+    seen: list[float] = []
+    errors: list[BaseException] = []
+
+    def read(records: list[PhaseRecord]) -> None:
+        try:
+            for r in records:
+                for p in r.params:
+                    seen.append(p.data.norm)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    for _ in range(5):
+        records = list(session.records)
+        t = threading.Thread(target=read, args=(records,))
+        t.start()
+        session.run_iteration()
+        t.join()
+    assert not errors and seen
+    assert all(torch.isfinite(torch.tensor(x)) or x != x for x in seen)
