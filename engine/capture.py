@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,11 +31,19 @@ def capture_outputs(
     net: nn.Module,
     out: dict[str, tuple[str, torch.Tensor]],
     returned: dict[str, int] | None = None,
+    copy: Container[str] = (),
+    versions: dict[str, int] | None = None,
 ) -> Iterator[None]:
-    """Every submodule's output, detached and cloned (in-place ops may follow), into ``out``
-    by name (the root's as ``output``), in the order modules first returned; ``returned``
-    numbers each name by its latest return (see ``nonfinite``). An exception escaping a
-    module becomes a ``ModuleFailure`` naming the innermost module running (engine.blame).
+    """Every submodule's output, detached, into ``out`` by name (the root's as ``output``), in
+    the order modules first returned; ``returned`` numbers each name by its latest return (see
+    ``nonfinite``). An exception escaping a module becomes a ``ModuleFailure`` naming the
+    innermost module running (engine.blame).
+
+    An output is kept as it is, not copied: a fresh autograd result changes only if an
+    in-place op later in the forward writes to it (``ReLU(inplace=True)``, ``out += x``), and
+    ``versions`` records its version counter so the caller can tell (``changed``). Copied are
+    the outputs named in ``copy`` (found changed before) and those that may change after the
+    forward: leaves (a parameter, a buffer, the input) and views (of one).
 
     One global hook rather than one per module: registering and removing a hook on every
     module for every forward cost more than the clones on a model of a few hundred modules.
@@ -46,7 +54,12 @@ def capture_outputs(
     def hook(mod: nn.Module, args: Any, result: Any) -> None:
         label = names.get(id(mod))
         if label is not None and isinstance(result, torch.Tensor):
-            out[label] = (type(mod).__name__, result.detach().clone())
+            kept = result.detach()
+            if label in copy or result.grad_fn is None or result._is_view():
+                kept = kept.clone()
+            elif versions is not None:
+                versions[label] = kept._version
+            out[label] = (type(mod).__name__, kept)
             if returned is not None:
                 returned[label] = next(seq)
 
@@ -56,6 +69,11 @@ def capture_outputs(
             yield
     finally:
         handle.remove()
+
+
+def changed(out: dict[str, tuple[str, torch.Tensor]], versions: dict[str, int]) -> list[str]:
+    """The uncopied outputs an in-place op wrote to after their module returned them."""
+    return [k for k, v in versions.items() if k in out and out[k][1]._version != v]
 
 
 def nonfinite(

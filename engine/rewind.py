@@ -213,7 +213,7 @@ class Rewinding:
         # Captured again to know which module first went non-finite (the loss names it) and
         # which module made each graph node (the loss tags them).
         with (
-            capture_outputs(self.setup.net, captured, returned),
+            capture_outputs(self.setup.net, captured, returned, self._copied),
             record_calls(self.setup.net, calls),
         ):
             self.output = self.setup.net(input)

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from .bitwise import bit_equal
 from .blame import USER_ERRORS
-from .capture import capture_outputs, keep_grad, nonfinite
+from .capture import capture_outputs, changed, keep_grad, nonfinite
 from .checks import cross_entropy_nn_vs_f, optimizer_state_lines, sgd_match, sgd_vs_manual
 from .codegen import phase_code
 from .failures import PhaseFailure, phase_error
@@ -36,7 +36,7 @@ from .records import (
     PhaseRecord,
     StepChange,
 )
-from .rewind import Rewinding
+from .rewind import Rewinding, replace_buffers
 from .summary import TensorSummary, summarize, summarize_made
 
 SGD_RULES = ("sgd", "manual")
@@ -120,6 +120,8 @@ class Session(Rewinding):
         self._new_params: list[torch.Tensor] | None = None
         self._new_opt_state: list[dict[str, Any]] | None = None
         self._live_tensors: tuple[torch.Tensor, ...] = ()
+        # Modules whose output an in-place op changed later in a forward: copied when captured.
+        self._copied: set[str] = set()
         self.releases.release_all()
         self.history.clear()
         self.history.push(Checkpoint(None, 0, rng=torch.get_rng_state()))
@@ -305,14 +307,30 @@ class Session(Rewinding):
         assert self.setup is not None
         input, _ = self.setup.data.batch(iteration)
         self._forward_rng = torch.get_rng_state()
-        captured: dict[str, tuple[str, torch.Tensor]] = {}
-        returned: dict[str, int] = {}
-        calls: list[ModuleCall] = []
-        with (
-            capture_outputs(self.setup.net, captured, returned),
-            record_calls(self.setup.net, calls),
-        ):
-            output = self.setup.net(input)
+        net = self.setup.net
+        for attempt in range(2):
+            captured: dict[str, tuple[str, torch.Tensor]] = {}
+            returned: dict[str, int] = {}
+            versions: dict[str, int] = {}
+            calls: list[ModuleCall] = []
+            with (
+                capture_outputs(net, captured, returned, self._copied, versions),
+                record_calls(net, calls),
+            ):
+                output = net(input)
+            moved = changed(captured, versions)
+            if not moved:
+                break
+            if attempt:  # changed again though copied: nothing exact to show for them
+                for label in moved:
+                    del captured[label]
+                break
+            # An in-place op wrote to these outputs after their module returned them: the
+            # values it returned are gone. Copy them from now on, and run this forward again
+            # from the same state (RNG and BatchNorm statistics as they were before it).
+            self._copied.update(moved)
+            torch.set_rng_state(self._forward_rng)
+            replace_buffers(net, self.history.current.buffers)
         if not isinstance(output, torch.Tensor):
             # Said here, where it happened: the loss would fail on it with an unrelated message.
             raise PhaseFailure(

@@ -103,3 +103,46 @@ def test_reading_from_another_thread_while_phases_run() -> None:
         t.join()
     assert not errors and seen
     assert all(torch.isfinite(torch.tensor(x)) or x != x for x in seen)
+
+
+def test_activations_are_what_each_module_returned_despite_inplace_ops() -> None:
+    # Outputs are kept uncopied unless an in-place op writes to them later in the forward
+    # (then the forward runs again, copying those): the values must be plain PyTorch's anyway.
+    from pathlib import Path
+
+    from engine.bitwise import bit_equal
+    from tests.user_models import InPlaceNet
+
+    user = str(Path(__file__).parent / "user_models.py")
+    s = Session(Recipe(model=f"{user}:InPlaceNet", input_shape=(4, 6), lr=0.1))
+    s.run_next()  # define
+    plain = InPlaceNet()
+    plain.load_state_dict(s.setup.net.state_dict())
+    optimizer = torch.optim.SGD(plain.parameters(), lr=0.1)
+    returned: dict[str, torch.Tensor] = {}
+    for name, module in plain.named_modules():
+        module.register_forward_hook(
+            lambda m, a, out, name=name: returned.__setitem__(name or "output", out.clone())
+        )
+    for iteration in (1, 2):
+        input, target = s.setup.data.batch(iteration)
+        rng = torch.get_rng_state()
+        record = s.run_next()  # forward
+        assert isinstance(record, PhaseRecord) and record.phase is Phase.FORWARD
+        torch.set_rng_state(rng)
+        output = plain(input)
+        assert set(returned) == {a.name for a in record.activations}
+        for act in record.activations:
+            assert bit_equal(s.tensor(act.name, "activation"), returned[act.name]), act.name
+            assert act.summary.norm == returned[act.name].norm().item()
+        assert bit_equal(s.output.detach(), output.detach())
+        # BatchNorm's statistics moved once, not once per run of the forward.
+        assert bit_equal(s.setup.net.bn.running_mean, plain.bn.running_mean)
+        assert int(s.setup.net.bn.num_batches_tracked) == iteration
+        for _ in range(4):  # loss, zero_grad, backward, step
+            assert isinstance(s.run_next(), PhaseRecord)
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(output, target).backward()
+        optimizer.step()
+        for (name, p), q in zip(s.setup.net.named_parameters(), plain.parameters()):
+            assert bit_equal(p, q), name

@@ -275,3 +275,23 @@ class BiasBeforeBatchNorm(nn.Module):
 
 
 USER_CONSTANT = "not a model"
+
+
+class InPlaceNet(nn.Module):
+    """In-place ops on module outputs, as torchvision's ResNet block has them: ``out += skip``
+    on BatchNorm's output, then ``ReLU(inplace=True)``; and dropout (RNG): an activation must
+    still show what its module returned."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(6, 8)
+        self.bn = nn.BatchNorm1d(8)
+        self.relu = nn.ReLU(inplace=True)
+        self.skip = nn.Linear(6, 8)
+        self.drop = nn.Dropout(0.25)
+        self.fc2 = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn(self.fc1(x))
+        out += self.skip(x)
+        return self.fc2(self.drop(self.relu(out)))
