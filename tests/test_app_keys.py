@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from engine import Phase
-from tui.pilot import press, quiet_app, settle, steps
+from tui.pilot import press, quiet_app, settle, show_view, steps
 from tui.screens.help import HelpScreen
 from tui.widgets.heatmap import TensorView
 from tui.widgets.paramtable import ParamsTable
@@ -178,6 +178,7 @@ async def test_selecting_a_row_selects_the_parameter() -> None:
         await press(pilot, "down")
         assert table.cursor_name == "conv2.weight"
         assert app.selected == "conv2.weight"
+        await show_view(pilot, "tab-tensor")  # behind the accumulation view after backward
         view = app.query_one(TensorView)
         assert view.title_text == "conv2.weight.grad"
         assert app.snapshot.values.shape == (16, 6, 5, 5)

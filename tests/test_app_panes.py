@@ -8,7 +8,7 @@ from textual.widgets import TabbedContent
 from engine import Phase
 from engine.summary import fmt
 from tui.app import NNTuiApp
-from tui.pilot import press, quiet_app, settle, steps
+from tui.pilot import press, quiet_app, settle, show_view, steps
 from tui.widgets.accumulation import AccumulationPane
 from tui.widgets.codepane import CodePane
 from tui.widgets.gradtree import GradFnPane
@@ -132,6 +132,7 @@ async def test_every_pane_after_every_phase_of_an_iteration() -> None:
         for name in NAMES:
             grad = app.session.tensor(name, "grad")
             assert table.cell_text(name, "grad") == f"‖g‖={fmt(grad.norm().item())}"
+        await show_view(pilot, "tab-tensor")  # behind the accumulation view after backward
         assert view.title_text == "conv1.bias.grad"  # the view follows the phase
         assert torch.equal(
             torch.from_numpy(app.snapshot.values), app.session.tensor("conv1.bias", "grad")
@@ -252,7 +253,6 @@ async def test_grad_fn_and_accumulation_views_follow_the_phases() -> None:
         # Rewinding past loss takes the graph away again.
         await press(pilot, "left", "left", "left")
         assert app.session.done is Phase.FORWARD
-        assert graph_pane.graph is None
         # v cycles the views; a rewind does not switch them.
         assert tabs.active == "tab-accumulation"
         await press(pilot, "v")
@@ -261,3 +261,4 @@ async def test_grad_fn_and_accumulation_views_follow_the_phases() -> None:
         assert tabs.active == "tab-tensor"
         await press(pilot, "v")
         assert tabs.active == "tab-graph"
+        assert graph_pane.graph is None  # drawn as it was shown: the rewind took the graph

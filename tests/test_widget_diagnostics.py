@@ -12,7 +12,7 @@ from textual.widgets import TabbedContent
 from engine import Recipe
 from tests import user_models
 from tui.app import NNTuiApp
-from tui.pilot import press, steps
+from tui.pilot import press, show_view, steps
 from tui.widgets.diagnostics import DiagnosticsPane
 from tui.widgets.errorbar import ErrorBar
 
@@ -36,9 +36,11 @@ async def test_unused_parameters_show_after_backward_and_go_with_a_rewind() -> N
     async with app.run_test(size=SIZE) as pilot:
         pane = app.query_one(DiagnosticsPane)
         await press(pilot, *steps(1))
+        await show_view(pilot, "tab-diagnostics")  # a hidden pane is drawn when shown
         assert "after define: nothing to report." in pane.plain
         assert _label(app) == "diagnostics"
         await press(pilot, *steps(4))  # forward, loss, zero_grad, backward
+        await show_view(pilot, "tab-diagnostics")
         text = pane.plain
         assert text.startswith(f"after backward (iteration 1): {len(unused)} finding(s)")
         for name in unused:
@@ -55,6 +57,7 @@ async def test_a_failing_phase_keeps_the_finding_that_explains_it() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await press(pilot, *steps(3))  # define, forward, loss (refused by the NaN guard)
         assert "NaN guard" in app.query_one(ErrorBar).message
+        await show_view(pilot, "tab-diagnostics")  # a hidden pane is drawn when shown
         text = app.query_one(DiagnosticsPane).plain
         assert text.startswith("after forward (iteration 1): 1 finding(s)")
         assert "nonfinite   bad" in text

@@ -32,7 +32,7 @@ from .screens.model import ModelScreen
 from .stepper import ACTIVATION, Action, Request, Snapshot, failed, perform
 from .widgets.accumulation import AccumulationPane
 from .widgets.codepane import CodePane
-from .widgets.diagnostics import DiagnosticsPane
+from .widgets.diagnostics import DiagnosticsPane, tab_label
 from .widgets.digitspane import DigitsPane
 from .widgets.errorbar import ErrorBar
 from .widgets.explainpane import ExplainPane
@@ -53,6 +53,7 @@ VIEW_AFTER = {
     Phase.STEP: "tab-tensor",
 }
 DIGITS_VIEW_AFTER = {Phase.FORWARD: "tab-digits"}  # a digits forward: its predictions
+VIEW_PANES = ("tab-tensor", "tab-graph", "tab-accumulation", "tab-diagnostics", "tab-digits")
 # Footer widths (the keys x, e and m made it longer): roomy from here on, and the palette hint.
 FOOTER_ROOMY_WIDTH = 140
 FOOTER_PALETTE_WIDTH = 120
@@ -209,6 +210,8 @@ class NNTuiApp(App[None]):
         self._explain_choice: bool | None = None
         self._pending: deque[Request | Job] = deque()
         self._graph_drawn: GradGraph | None | object = _NOT_DRAWN
+        # Tab panes behind the latest snapshot: drawn when their tab is shown (``_draw_view``).
+        self._stale_views: set[str] = set()
         self._in_flight: Request | Job | None = None
         self._busy_timer: Timer | None = None
         self._gc_timer: Timer | None = None
@@ -324,6 +327,14 @@ class NNTuiApp(App[None]):
         self._gc_timer = self.set_timer(IDLE_GC_DELAY, self._idle_gc, name="idle-gc")
 
     def _idle_gc(self) -> None:
+        # After any frame still waiting to be painted (a new output block's second layout
+        # pass): a collection blocks the loop ~40 ms, and a frame it delayed would be painted
+        # just before the next key, whose own frame then waits a frame period for the
+        # screen's update timer.
+        self._gc_timer = None
+        self.call_after_refresh(self._collect)
+
+    def _collect(self) -> None:
         """A full garbage collection between keys, then ``gc.freeze()`` of what survived.
 
         Textual and the records leave ~150,000 objects per few keys (caches, strips,
@@ -335,8 +346,12 @@ class NNTuiApp(App[None]):
         reference count; a cycle frozen while alive and dropped later is freed by the full
         walk that ``REFREEZE_AFTER`` triggers.
         """
-        self._gc_timer = None
-        if self._gc_frozen is None or self.busy or self.message_queue_size:
+        if (
+            self._gc_timer is not None
+            or self._gc_frozen is None
+            or self.busy
+            or self.message_queue_size
+        ):
             return  # before start-up's freeze (it would walk millions), or a key is waiting
         refreeze = gc.get_freeze_count() - self._gc_frozen > REFREEZE_AFTER
         if refreeze:
@@ -409,22 +424,42 @@ class NNTuiApp(App[None]):
             error_bar.clear()
         if snap.internal is not None:
             error_bar.show_text(f"✗ internal error: {snap.internal}")
-        self._show_tensor(snap)
-        graph = current_graph(snap.records)
-        if graph is not self._graph_drawn:
-            # Rebuilding the tree folds what the user opened: only for a new graph.
-            self._graph_drawn = graph
-            self.query_one(GradFnPane).show_graph(graph)
-        self.query_one(AccumulationPane).update_from(snap.records, snap.selected)
-        diagnostics = self.query_one(DiagnosticsPane)
-        diagnostics.show(snap.last)
-        self.query_one(TabbedContent).get_tab("tab-diagnostics").label = diagnostics.label
+        # The tab label is on screen whatever the tab: it counts the findings every phase.
+        tabs = self.query_one(TabbedContent)
+        tabs.get_tab("tab-diagnostics").label = tab_label(snap.last)
         if snap.action is Action.RESET:
             self.follow_phase()
         if snap.action is Action.NEXT and isinstance(snap.result, PhaseRecord):
             view = self._view_after(snap.result.phase)
             if view is not None:
                 self._activate_view(view)
+        # Only the view on screen is drawn now; the others when their tab is shown (each
+        # costs milliseconds, and reads statistics nobody would look at).
+        self._stale_views = set(VIEW_PANES)
+        self._draw_view(tabs.active)
+
+    def _draw_view(self, view: str) -> None:
+        """Bring the pane of tab ``view`` up to the latest snapshot, if it is behind."""
+        snap = self.snapshot
+        if snap is None or view not in self._stale_views:
+            return
+        self._stale_views.discard(view)
+        if view == "tab-tensor":
+            self._show_tensor(snap)
+        elif view == "tab-graph":
+            graph = current_graph(snap.records)
+            if graph is not self._graph_drawn:
+                # Rebuilding the tree folds what the user opened: only for a new graph.
+                self._graph_drawn = graph
+                self.query_one(GradFnPane).show_graph(graph)
+        elif view == "tab-accumulation":
+            self.query_one(AccumulationPane).update_from(snap.records, snap.selected)
+        elif view == "tab-diagnostics":
+            self.query_one(DiagnosticsPane).show(snap.last)
+        elif view == "tab-digits" and self.query(DigitsPane):
+            self.query_one(DigitsPane).show(snap.digits)
+        else:
+            self._stale_views.add(view)  # the digits pane is not mounted yet
 
     def _view_after(self, phase: Phase) -> str | None:
         """The view ``phase`` brings forward, unless the user pinned one."""
@@ -456,6 +491,8 @@ class NNTuiApp(App[None]):
 
     @on(TabbedContent.TabActivated, "#views")
     def _view_chosen(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id is not None:
+            self._draw_view(event.pane.id)
         if event.pane.id in self._auto_views:
             # Ours. Messages can lag behind the next switch: drop everything up to this one.
             while self._auto_views.popleft() != event.pane.id:
@@ -648,16 +685,14 @@ class NNTuiApp(App[None]):
             # Only a digits recipe gets the tab, so other recipes' screens stay as they were.
             self._digits_tab = digits
             self.call_later(self._sync_digits_tab, digits)
-        if digits and self.query(DigitsPane):
-            self.query_one(DigitsPane).show(snap.digits)
 
     async def _sync_digits_tab(self, on: bool) -> None:
         tabs = self.query_one(TabbedContent)
         present = bool(tabs.query("#tab-digits"))
         if on and not present:
             await tabs.add_pane(TabPane("digits", DigitsPane(id="digits"), id="tab-digits"))
-            if self.snapshot is not None:
-                self.query_one(DigitsPane).show(self.snapshot.digits)
+            self._stale_views.add("tab-digits")
+            self._draw_view(tabs.active)
         elif not on and present:
             # Step off the digits tab first, so its removal is not taken for a user's choice.
             self._activate_view("tab-tensor")

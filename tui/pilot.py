@@ -40,6 +40,17 @@ async def press(pilot: Pilot, *keys: str) -> None:
         await settle(pilot)
 
 
+async def show_view(pilot: Pilot, view: str) -> None:
+    """Bring tab ``view`` forward as a phase would (not pinned), and let its pane draw.
+
+    Panes in hidden tabs are drawn when their tab is shown: a test reads one after this.
+    """
+    app = pilot.app
+    assert isinstance(app, NNTuiApp)
+    app._activate_view(view)
+    await settle(pilot)
+
+
 def steps(n: int) -> tuple[str, ...]:
     return ("space",) * n
 
