@@ -63,38 +63,59 @@ def describe(
     return ": ".join(parts)
 
 
-@contextmanager
-def blame_modules(net: nn.Module) -> Iterator[None]:
-    """Inside this block, an exception escaping a module's forward becomes a ``ModuleFailure``."""
-    stack: list[tuple[str, nn.Module, tuple[tuple[int, ...], ...]]] = []
-    # Global hooks, filtered by identity: one registration per forward instead of two per
-    # module (which cost more than a small model's forward itself).
-    paths = {id(m): path for path, m in net.named_modules()}
+class Blame:
+    """The stack of modules running, for ``blame_modules`` and whoever registers its hooks."""
 
-    def pre(mod: nn.Module, args: tuple[Any, ...]) -> None:
-        path = paths.get(id(mod))
+    def __init__(self, net: nn.Module) -> None:
+        self.paths = {id(m): path for path, m in net.named_modules()}
+        # (path, module, its args): shapes are read only if it fails, while still running.
+        self.stack: list[tuple[str, nn.Module, tuple[Any, ...]]] = []
+
+    def pre(self, mod: nn.Module, args: tuple[Any, ...]) -> None:
+        path = self.paths.get(id(mod))
         if path is not None:
-            stack.append((path, mod, _shapes(args)))
+            self.stack.append((path, mod, args))
 
-    def post(mod: nn.Module, args: tuple[Any, ...], result: Any) -> None:
-        if id(mod) not in paths:
+    def post(self, mod: nn.Module) -> None:
+        if id(mod) not in self.paths:
             return
         # Pop up to and including this module: a child that raised inside a try/except of
         # its parent never reached its own post hook and must not be blamed later.
+        stack = self.stack
         while stack:
             if stack.pop()[1] is mod:
                 break
 
-    handles = [register_module_forward_pre_hook(pre), register_module_forward_hook(post)]
+    @contextmanager
+    def catching(self) -> Iterator[None]:
+        """An exception escaping the block becomes a ``ModuleFailure`` naming the innermost
+        module still running."""
+        try:
+            yield
+        except ModuleFailure:
+            raise  # already located by an inner block
+        except USER_ERRORS as exc:
+            if not self.stack:
+                raise
+            path, module, args = self.stack[-1]
+            raise ModuleFailure(describe(path, module, _shapes(args), exc), exc, path) from exc
+
+
+@contextmanager
+def blame_modules(net: nn.Module) -> Iterator[None]:
+    """Inside this block, an exception escaping a module's forward becomes a ``ModuleFailure``.
+
+    Global hooks, filtered by identity: one registration per forward instead of two per
+    module (which cost more than a small model's forward itself).
+    """
+    blame = Blame(net)
+    handles = [
+        register_module_forward_pre_hook(blame.pre),
+        register_module_forward_hook(lambda mod, args, result: blame.post(mod)),
+    ]
     try:
-        yield
-    except ModuleFailure:
-        raise  # already located by an inner block
-    except USER_ERRORS as exc:
-        if not stack:
-            raise
-        path, module, shapes = stack[-1]
-        raise ModuleFailure(describe(path, module, shapes, exc), exc, path) from exc
+        with blame.catching():
+            yield
     finally:
         for h in handles:
             h.remove()

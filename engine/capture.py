@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Container, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 import torch.nn as nn
-from torch.nn.modules.module import register_module_forward_hook
+from torch.nn.modules.module import (
+    register_module_forward_hook,
+    register_module_forward_pre_hook,
+)
 
-from .blame import blame_modules
+from .blame import Blame
+from .modulemap import CallRecorder, ModuleCall
+from .summary import all_finite
 
 
 def keep_grad(store: dict[int, torch.Tensor], i: int) -> Callable[[torch.Tensor], None]:
@@ -33,11 +37,13 @@ def capture_outputs(
     returned: dict[str, int] | None = None,
     copy: Container[str] = (),
     versions: dict[str, int] | None = None,
+    calls: list[ModuleCall] | None = None,
 ) -> Iterator[None]:
     """Every submodule's output, detached, into ``out`` by name (the root's as ``output``), in
     the order modules first returned; ``returned`` numbers each name by its latest return (see
-    ``nonfinite``). An exception escaping a module becomes a ``ModuleFailure`` naming the
-    innermost module running (engine.blame).
+    ``nonfinite``); ``calls`` gets every submodule call (engine.modulemap.record_calls). An
+    exception escaping a module becomes a ``ModuleFailure`` naming the innermost module
+    running (engine.blame).
 
     An output is kept as it is, not copied: a fresh autograd result changes only if an
     in-place op later in the forward writes to it (``ReLU(inplace=True)``, ``out += x``), and
@@ -45,13 +51,23 @@ def capture_outputs(
     the outputs named in ``copy`` (found changed before) and those that may change after the
     forward: leaves (a parameter, a buffer, the input) and views (of one).
 
-    One global hook rather than one per module: registering and removing a hook on every
-    module for every forward cost more than the clones on a model of a few hundred modules.
+    One global pre-hook and one global hook for all three jobs: registering hooks on every
+    module, or three pairs of global ones, cost more than the clones on a conv net.
     """
     names = {id(m): (name or "output") for name, m in net.named_modules()}
     seq = itertools.count()
+    blame = Blame(net)
+    recorder = CallRecorder(net, calls) if calls is not None else None
 
-    def hook(mod: nn.Module, args: Any, result: Any) -> None:
+    def pre(mod: nn.Module, args: tuple[Any, ...]) -> None:
+        blame.pre(mod, args)
+        if recorder is not None:
+            recorder.pre(mod, args)
+
+    def post(mod: nn.Module, args: Any, kwargs: dict[str, Any], result: Any) -> None:
+        blame.post(mod)
+        if recorder is not None:
+            recorder.post(mod, kwargs, result)
         label = names.get(id(mod))
         if label is not None and isinstance(result, torch.Tensor):
             kept = result.detach()
@@ -63,12 +79,16 @@ def capture_outputs(
             if returned is not None:
                 returned[label] = next(seq)
 
-    handle = register_module_forward_hook(hook)
+    handles = [
+        register_module_forward_pre_hook(pre),
+        register_module_forward_hook(post, with_kwargs=True),
+    ]
     try:
-        with blame_modules(net):
+        with blame.catching():
             yield
     finally:
-        handle.remove()
+        for h in handles:
+            h.remove()
 
 
 def changed(out: dict[str, tuple[str, torch.Tensor]], versions: dict[str, int]) -> list[str]:
@@ -89,11 +109,6 @@ def nonfinite(
     bad = []
     for label in sorted(out, key=lambda k: returned.get(k, -1)):
         t = out[label][1]
-        # A finite sum proves every value finite; a sum can also overflow, hence the recheck.
-        if (
-            t.is_floating_point()
-            and not math.isfinite(float(t.sum().item()))
-            and not bool(torch.isfinite(t).all())
-        ):
+        if not all_finite(t):
             bad.append(label)
     return tuple(bad)

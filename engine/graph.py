@@ -26,7 +26,12 @@ class SavedValue:
 
     name: str
     shape: tuple[int, ...] | None
-    text: str
+    value: str = ""  # the text of a non-tensor (or why it could not be read)
+
+    @property
+    def text(self) -> str:
+        # Built when shown: a loss phase walks every node, and few are ever expanded.
+        return f"tensor{list(self.shape)}" if self.shape is not None else self.value
 
 
 @dataclass(frozen=True)
@@ -158,7 +163,7 @@ def _saved_values(fn: Any) -> tuple[SavedValue, ...]:
             out.append(SavedValue(attr, None, f"<freed: {str(exc).splitlines()[0][:60]}>"))
             continue
         if isinstance(value, torch.Tensor):
-            out.append(SavedValue(attr, tuple(value.shape), f"tensor{list(value.shape)}"))
+            out.append(SavedValue(attr, tuple(value.shape)))
         else:
             text = repr(value)
             out.append(SavedValue(attr, None, text if len(text) <= 60 else text[:57] + "..."))

@@ -39,18 +39,39 @@ class Checkpoint:
     # (engine.lazy.Releases.stage_record).
     leave: list[Any] = field(default_factory=list, compare=False)
 
+    def parts(self) -> tuple[Any, ...]:
+        """The containers this checkpoint is made of. Consecutive checkpoints share the ones a
+        phase did not change (the very same tuple), so the history counts a part once."""
+        return (
+            self.params,
+            self.grads,
+            self.buffers,
+            self.opt_state,
+            self.rng,
+            self.forward_rng,
+            self.activations,
+            self.live,
+        )
+
     def tensors(self) -> Iterator[torch.Tensor]:
-        yield from self.params
-        yield from (g for g in self.grads if g is not None)
-        yield from self.buffers
-        for state in self.opt_state:
-            yield from (v for v in state.values() if isinstance(v, torch.Tensor))
-        if self.rng is not None:
-            yield self.rng
-        if self.forward_rng is not None:
-            yield self.forward_rng
-        yield from (t for _, t in self.activations)
-        yield from self.live
+        for part in self.parts():
+            yield from part_tensors(part)
+
+
+def part_tensors(part: Any) -> Iterator[torch.Tensor]:
+    """The tensors in one part of a checkpoint (see ``Checkpoint.parts``)."""
+    if part is None:
+        return
+    if isinstance(part, torch.Tensor):
+        yield part
+        return
+    for item in part:
+        if isinstance(item, torch.Tensor):
+            yield item
+        elif isinstance(item, dict):  # optimizer state of one parameter
+            yield from (v for v in item.values() if isinstance(v, torch.Tensor))
+        elif isinstance(item, tuple):  # (name, activation)
+            yield from (v for v in item if isinstance(v, torch.Tensor))
 
 
 class History:
@@ -74,6 +95,9 @@ class History:
         # made a long session slower with every phase. Ids are safe keys: a counted tensor is
         # alive (a kept checkpoint holds it), and its entry goes when its last reference does.
         self._refs: dict[int, list[int]] = {}
+        # id(part) -> [references from kept checkpoints, part]: a part shared by consecutive
+        # checkpoints is counted once, so a push costs the tensors of its new parts only.
+        self._parts: dict[int, list[Any]] = {}
         self._bytes = 0
 
     def __len__(self) -> int:
@@ -105,6 +129,7 @@ class History:
                 value.release()
         self._items.clear()
         self._refs.clear()
+        self._parts.clear()
         self._bytes = 0
         self.dropped = 0
 
@@ -128,8 +153,27 @@ class History:
             for value in checkpoint.leave:
                 value.release()
             checkpoint.leave.clear()
+        parts = self._parts
+        for part in checkpoint.parts():
+            if part is None or (isinstance(part, tuple) and not part):
+                continue
+            entry = parts.get(id(part))
+            if sign > 0:
+                if entry is not None:
+                    entry[0] += 1
+                    continue
+                parts[id(part)] = [1, part]
+            else:
+                assert entry is not None, "a checkpoint left the history twice"
+                entry[0] -= 1
+                if entry[0]:
+                    continue
+                del parts[id(part)]
+            self._count_tensors(part_tensors(part), sign)
+
+    def _count_tensors(self, tensors: Iterator[torch.Tensor], sign: int) -> None:
         refs = self._refs
-        for t in checkpoint.tensors():
+        for t in tensors:
             key = id(t)
             entry = refs.get(key)
             if sign > 0:

@@ -54,6 +54,35 @@ def _grad_fns(obj: Any, out: list[Any]) -> None:
             _grad_fns(item, out)
 
 
+class CallRecorder:
+    """The two halves of ``record_calls``, for whoever registers the hooks."""
+
+    def __init__(self, net: nn.Module, calls: list[ModuleCall]) -> None:
+        self.names = {id(m): name for name, m in net.named_modules() if name}  # root: untagged
+        self.calls = calls
+        # A module may be re-entered before it returns (recursion, a module calling itself
+        # through a parent): its pending inputs are a stack.
+        self.pending: dict[int, list[tuple[Any, ...]]] = {}
+
+    def pre(self, mod: nn.Module, args: tuple[Any, ...]) -> None:
+        if id(mod) in self.names:
+            found: list[Any] = []
+            _grad_fns(args, found)  # before the forward: an in-place op may rebind grad_fn
+            self.pending.setdefault(id(mod), []).append(tuple(found))
+
+    def post(self, mod: nn.Module, kwargs: dict[str, Any], result: Any) -> None:
+        name = self.names.get(id(mod))
+        if name is None:
+            return
+        stack = self.pending.get(id(mod))
+        found = list(stack.pop()) if stack else []
+        if kwargs:  # the global pre-hook does not see kwargs; their tensors are the same now
+            _grad_fns(kwargs, found)
+        out: list[Any] = []
+        _grad_fns(result, out)
+        self.calls.append(ModuleCall(name, type(mod).__name__, tuple(found), tuple(out)))
+
+
 @contextmanager
 def record_calls(net: nn.Module, calls: list[ModuleCall]) -> Iterator[None]:
     """Inside this block every submodule call of ``net`` is appended to ``calls`` on return.
@@ -62,32 +91,13 @@ def record_calls(net: nn.Module, calls: list[ModuleCall]) -> Iterator[None]:
     per-module hooks costs far more than the calls themselves (250 ms for 8,000 modules).
     Other modules (another model in another thread) are ignored by identity.
     """
-    names = {id(m): name for name, m in net.named_modules() if name}  # the root stays untagged
-    # A module may be re-entered before it returns (recursion, a module calling itself through
-    # a parent): its pending inputs are a stack.
-    pending: dict[int, list[tuple[Any, ...]]] = {}
-
-    def pre(mod: nn.Module, args: tuple[Any, ...]) -> None:
-        if id(mod) in names:
-            found: list[Any] = []
-            _grad_fns(args, found)  # before the forward: an in-place op may rebind grad_fn
-            pending.setdefault(id(mod), []).append(tuple(found))
-
-    def post(mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> None:
-        name = names.get(id(mod))
-        if name is None:
-            return
-        stack = pending.get(id(mod))
-        found = list(stack.pop()) if stack else []
-        if kwargs:  # the global pre-hook does not see kwargs; their tensors are the same now
-            _grad_fns(kwargs, found)
-        out: list[Any] = []
-        _grad_fns(result, out)
-        calls.append(ModuleCall(name, type(mod).__name__, tuple(found), tuple(out)))
-
+    recorder = CallRecorder(net, calls)
     handles = [
-        register_module_forward_pre_hook(pre),
-        register_module_forward_hook(post, with_kwargs=True),
+        register_module_forward_pre_hook(recorder.pre),
+        register_module_forward_hook(
+            lambda mod, args, kwargs, result: recorder.post(mod, kwargs, result),
+            with_kwargs=True,
+        ),
     ]
     try:
         yield

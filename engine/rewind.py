@@ -17,7 +17,7 @@ from .capture import capture_outputs, nonfinite
 from .failures import phase_error
 from .history import Checkpoint
 from .lazy import Deferred
-from .modulemap import ModuleCall, record_calls
+from .modulemap import ModuleCall
 from .phases import Phase
 
 # Phases after which the autograd graph of this iteration is alive (rebuilt on rewind).
@@ -212,10 +212,7 @@ class Rewinding:
         calls: list[ModuleCall] = []
         # Captured again to know which module first went non-finite (the loss names it) and
         # which module made each graph node (the loss tags them).
-        with (
-            capture_outputs(self.setup.net, captured, returned, self._copied),
-            record_calls(self.setup.net, calls),
-        ):
+        with capture_outputs(self.setup.net, captured, returned, self._copied, calls=calls):
             self.output = self.setup.net(input)
         self._nonfinite = Deferred.now(nonfinite(captured, returned))
         self._module_calls = tuple(calls)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import torch
@@ -23,7 +22,7 @@ from .failures import PhaseFailure, phase_error
 from .graph import walk_grad_fn
 from .history import DEFAULT_BUDGET_BYTES, Checkpoint, History
 from .lazy import Deferred, Releases
-from .modulemap import ModuleCall, record_calls
+from .modulemap import ModuleCall
 from .phases import Phase, next_iteration, next_phase
 from .recipe import Recipe, Setup, build
 from .records import (
@@ -37,7 +36,7 @@ from .records import (
     StepChange,
 )
 from .rewind import Rewinding, replace_buffers
-from .summary import TensorSummary, summarize, summarize_made
+from .summary import TensorSummary, all_finite, summarize, summarize_made
 
 SGD_RULES = ("sgd", "manual")
 T = TypeVar("T")
@@ -241,6 +240,9 @@ class Session(Rewinding):
         self._param_states = self._states(changed, full=phase is Phase.DEFINE)
         printed = fields.pop("printed", "")
         checks = fields.pop("checks", ())
+        # The diagnosis reads the record it belongs to: bound once the record exists.
+        made: list[PhaseRecord] = []
+        diagnostics = self._diagnosis(made)
         record = PhaseRecord(
             phase=phase,
             iteration=iteration,
@@ -252,10 +254,10 @@ class Session(Rewinding):
             changed=tuple(changed),
             backwards=self.backwards,
             checks_=checks if isinstance(checks, Deferred) else Deferred.now(checks),
+            diagnostics_=diagnostics,
             **{k: v for k, v in fields.items() if k != "loss"},
         )
-        if self._diagnose is not None:
-            record = replace(record, diagnostics_=self._diagnosis(record))
+        made.append(record)
         return record
 
     # ------------------------------------------------------------------ laziness
@@ -272,11 +274,13 @@ class Session(Rewinding):
         self.releases.stage_record(d)
         return d
 
-    def _diagnosis(self, record: PhaseRecord) -> Deferred[tuple[Diagnostic, ...]]:
+    def _diagnosis(self, record: list[PhaseRecord]) -> Deferred[tuple[Diagnostic, ...]]:
+        """The diagnostics of ``record[0]`` (appended once made), computed when first read."""
         diagnose = self._diagnose
-        assert diagnose is not None
+        if diagnose is None:
+            return Deferred.now(())
         view = DiagnosisView(self.setup, self._nonfinite, self.activations)
-        return self._lazy(lambda: diagnose(view, record), ())
+        return self._lazy(lambda: diagnose(view, record[0]), ())
 
     @property
     def nonfinite_modules(self) -> tuple[str, ...]:
@@ -313,10 +317,7 @@ class Session(Rewinding):
             returned: dict[str, int] = {}
             versions: dict[str, int] = {}
             calls: list[ModuleCall] = []
-            with (
-                capture_outputs(net, captured, returned, self._copied, versions),
-                record_calls(net, calls),
-            ):
+            with capture_outputs(net, captured, returned, self._copied, versions, calls):
                 output = net(input)
             moved = changed(captured, versions)
             if not moved:
@@ -507,18 +508,22 @@ class Session(Rewinding):
         optimizer.step()
         # The checkpoint keeps these copies (and of the optimizer state): the summaries and
         # checks below read them when asked, never the live tensors the next step writes.
-        after = [p.detach().clone() for p in self.params]
+        after = []
+        bad = None
+        for name, p in zip(self.names, self.params):
+            after.append(p.detach().clone())
+            # The NaN guard: one pass each (a finite sum proves no NaN or Inf), read right
+            # after the copy while it is still in cache (cheaper than a pass of its own later).
+            if self.nan_guard and bad is None and not all_finite(after[-1]):
+                bad = name
+        if bad is not None:
+            raise PhaseFailure(f"step made {bad} non-finite (NaN guard)")
         states = [
             {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in st.items()}
             for st in (optimizer.state.get(p, {}) for p in self.params)
         ]
         self._new_params, self._new_opt_state = after, states
         after_s = [self._summary(a) for a in after]
-        if self.nan_guard:
-            # One pass each (a finite sum proves no NaN or Inf), kept for the summaries.
-            bad = [n for n, a in zip(self.names, after_s) if not a.finite]
-            if bad:
-                raise PhaseFailure(f"step made {bad[0]} non-finite (NaN guard)")
         changes = []
         changed = []
         rule = self.recipe.optimizer if self.recipe.optimizer in SGD_RULES else None
@@ -614,7 +619,3 @@ class Session(Rewinding):
         p = self.param(name)
         t = p.grad if which == "grad" else p
         return None if t is None else t.detach().clone()
-
-
-def _with_diagnostics(record: PhaseRecord, diags: tuple[Diagnostic, ...]) -> PhaseRecord:
-    return replace(record, diagnostics=tuple(diags))

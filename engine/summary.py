@@ -196,6 +196,16 @@ def _sums(t: torch.Tensor) -> tuple[float, int, int]:
     return total, int(torch.isnan(t).sum().item()), int(torch.isinf(t).sum().item())
 
 
+def all_finite(t: torch.Tensor) -> bool:
+    """No NaN and no Inf in ``t``, usually in one pass: a finite sum proves it (a sum can
+    overflow on finite values, so a non-finite one is checked element by element)."""
+    if not (t.is_floating_point() or t.is_complex()) or t.numel() == 0:
+        return True
+    if t.is_floating_point() and math.isfinite(_item(t.sum())):
+        return True
+    return bool(torch.isfinite(t).all())
+
+
 def _detail(
     t: torch.Tensor, nans: int, infs: int
 ) -> tuple[float, float, float, float, int, tuple[float, ...]]:
