@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.text import Text
+from textual.css.scalar import Unit
 from textual.message import Message
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 from engine import Phase, PhaseRecord
 from engine.summary import TensorSummary, fmt
@@ -28,8 +32,14 @@ def flags(s: TensorSummary) -> str:
     return " " + " ".join(out) if out else ""
 
 
+def _all_zeros(s: TensorSummary) -> bool:
+    # The norm is read anyway; only a zero norm (or a tiny value's square underflowing to
+    # zero) needs the count of zeros, which costs five more passes over the tensor.
+    return s.norm == 0 and s.all_zeros
+
+
 def data_cell(s: TensorSummary) -> str:
-    if s.all_zeros:
+    if _all_zeros(s):
         return "all_zeros" + flags(s)
     return f"‖p‖={fmt(s.norm)}{flags(s)}"
 
@@ -37,7 +47,7 @@ def data_cell(s: TensorSummary) -> str:
 def grad_cell(s: TensorSummary | None) -> str:
     if s is None:
         return "None"
-    if s.all_zeros:
+    if _all_zeros(s):
         return "all_zeros" + flags(s)
     return f"‖g‖={fmt(s.norm)}{flags(s)}"
 
@@ -66,8 +76,63 @@ def _cell(text: str, style: str = "") -> Text:
     return Text(f" {text}", style=style)
 
 
+class StatCell:
+    """A data or grad cell whose statistics are read when it is first drawn, not before.
+
+    The engine computes a summary's numbers on first access: rows scrolled out of view cost
+    nothing. Until then the cell measures 0 wide; the table widens its column once drawn.
+    """
+
+    __slots__ = ("summary", "grad", "style", "row", "column", "table", "_text")
+
+    def __init__(
+        self, summary: TensorSummary, grad: bool, style: str, row: str, table: ParamsTable
+    ) -> None:
+        self.summary = summary
+        self.grad = grad
+        self.style = style
+        self.row = row
+        self.column = "grad" if grad else "data"
+        self.table = table
+        self._text: Text | None = None
+
+    @property
+    def drawn(self) -> bool:
+        return self._text is not None
+
+    @property
+    def text(self) -> Text:
+        """The cell's text (reads the statistics the first time)."""
+        if self._text is None:
+            s = self.summary
+            self._text = _cell(grad_cell(s) if self.grad else data_cell(s), self.style)
+        return self._text
+
+    @property
+    def width(self) -> int:
+        return self._text.cell_len if self._text is not None else 0
+
+    def same(self, other: object) -> bool:
+        return (
+            isinstance(other, StatCell)
+            and other.summary is self.summary
+            and (other.grad, other.style) == (self.grad, self.style)
+        )
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        fresh = not self.drawn
+        yield self.text
+        if fresh:
+            self.table.drawn_late(self)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(self.width, self.width)
+
+
 def _same_cell(old: object, new: object) -> bool:
     """Same text and same look (rich's ``Text ==`` ignores the base style: the highlight)."""
+    if isinstance(new, StatCell):
+        return new.same(old)
     if isinstance(old, Text) and isinstance(new, Text):
         return (old.plain, old.style, old.spans, old.justify) == (
             new.plain,
@@ -76,6 +141,18 @@ def _same_cell(old: object, new: object) -> bool:
             new.justify,
         )
     return old == new
+
+
+def _width(cell: object) -> int:
+    if isinstance(cell, StatCell):
+        return cell.width
+    return cell.cell_len if isinstance(cell, Text) else len(str(cell))
+
+
+def _read(*cells: object) -> None:
+    for cell in cells:
+        if isinstance(cell, StatCell):
+            _ = cell.text
 
 
 class ParamsTable(DataTable, inherit_bindings=True):
@@ -103,37 +180,79 @@ class ParamsTable(DataTable, inherit_bindings=True):
         params = record.params if record else ()
         names = tuple(p.name for p in params)
         changed_style = str(self.get_component_rich_style("paramstable--changed", partial=True))
+        rebuild = names != self.names
+        in_view = self._rows_in_view(rebuild, names.index(selected) if selected in names else 0)
         rows = []
-        for p in params:
+        for i, p in enumerate(params):
             change = change_of(record, p.name) if record else ""
             grad_hit = change.startswith("g") or change == "created"
             data_hit = change.startswith("p") or change == "created"
+            data = StatCell(p.data, False, changed_style if data_hit else "", p.name, self)
+            grad: Text | StatCell = _cell("None")
+            if p.grad is not None:
+                grad = StatCell(p.grad, True, changed_style if grad_hit else "", p.name, self)
+            if i in in_view:  # on screen now: read, so the column fits them in this frame
+                _read(data, grad)
             rows.append(
                 (
                     p.name,
                     _cell(p.name, changed_style if change else ""),
                     _cell(shape_cell(p.shape)),
                     Text(f" {p.numel}", justify="right"),
-                    _cell(data_cell(p.data), changed_style if data_hit else ""),
-                    _cell(grad_cell(p.grad), changed_style if grad_hit else ""),
+                    data,
+                    grad,
                     _cell(change, changed_style),
                 )
             )
         self.selected = selected
-        if names != self.names:
+        if rebuild:
             self.names = names
             self.clear()
             for key, *cells in rows:
                 self.add_row(*cells, key=key)
         else:
+            may_shrink: set[str] = set()
             for key, *cells in rows:
                 for column, cell in zip(COLUMNS, cells):
                     # Only what changed: each update re-renders the whole table (13 ms a time
                     # here), and most phases change one column of it, or nothing.
-                    if not _same_cell(self.get_cell(key, column), cell):
-                        self.update_cell(key, column, cell, update_width=True)
+                    old = self.get_cell(key, column)
+                    if _same_cell(old, cell):
+                        continue
+                    # Re-measuring: for a wider cell, or once per column when a cell as wide
+                    # as its column got narrower (DataTable measures the whole column then).
+                    width = self.columns[ColumnKey(column)].content_width
+                    new_width, old_width = _width(cell), _width(old)
+                    shrink = new_width < old_width == width and column not in may_shrink
+                    if shrink:
+                        may_shrink.add(column)
+                    self.update_cell(key, column, cell, update_width=shrink or new_width > width)
         if selected in names:
             self.move_cursor(row=names.index(selected), animate=False)
+
+    def _rows_in_view(self, rebuild: bool, cursor: int) -> range:
+        """Rows on screen after this update (a bound: the cursor's row is scrolled to)."""
+        height = self.scrollable_content_region.height - 1  # the header
+        if rebuild or height <= 0:
+            # Not laid out with these rows yet: as many as its (max) height or the screen has.
+            fixed = [
+                int(scalar.value)
+                for scalar in (self.styles.height, self.styles.max_height)
+                if scalar is not None and scalar.unit is Unit.CELLS
+            ]
+            height = min(fixed, default=self.app.size.height)
+        top = 0 if rebuild else int(self.scroll_y)
+        if not top <= cursor < top + height:
+            top = max(0, cursor - height + 1) if cursor >= top else cursor
+        return range(top, top + height)
+
+    def drawn_late(self, cell: StatCell) -> None:
+        """A cell scrolled into view was drawn for the first time: fit its column to it."""
+        self.call_later(self._fit, cell)
+
+    def _fit(self, cell: StatCell) -> None:
+        if cell.row in self.names and self.get_cell(cell.row, cell.column) is cell:
+            self.update_cell(cell.row, cell.column, cell, update_width=True)
 
     @property
     def cursor_name(self) -> str | None:
@@ -153,4 +272,6 @@ class ParamsTable(DataTable, inherit_bindings=True):
     def cell_text(self, name: str, column: str) -> str:
         """Plain text of one cell (for tests)."""
         value = self.get_cell(name, column)
+        if isinstance(value, StatCell):
+            value = value.text
         return (value.plain if isinstance(value, Text) else str(value)).strip()
