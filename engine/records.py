@@ -94,7 +94,8 @@ class PhaseRecord:
     printed_: Deferred[str]  # what ``print`` showed, as the tutorial prints it: ``printed``
     loss: float | None  # this iteration's loss; None before its ``loss`` phase
     params: tuple[ParamState, ...]  # state after the phase
-    changed: tuple[str, ...] = ()  # parameters this phase changed (data or grad)
+    # Parameters this phase changed (data or grad): ``changed``.
+    changed_: Deferred[tuple[str, ...]] = field(default=Deferred.now(()))
     activations: tuple[Activation, ...] = ()
     graph: GradGraph | None = None
     zero_grad_mode: str | None = None  # "none" or "zeros" on a zero_grad record
@@ -125,12 +126,17 @@ class PhaseRecord:
         for summary in summaries:
             if summary is not None:
                 summary.compute()
+        self.changed_.get()
         self.printed_.get()
         self.checks_.get()
         self.diagnostics_.get()
         return self
 
     # Computed when first read (engine.lazy): a phase does not pay for what nobody looks at.
+    @property
+    def changed(self) -> tuple[str, ...]:
+        return self.changed_.get()
+
     @property
     def printed(self) -> str:
         return self.printed_.get()

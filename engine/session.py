@@ -36,9 +36,10 @@ from .records import (
     StepChange,
 )
 from .rewind import Rewinding, replace_buffers
-from .summary import TensorSummary, all_finite, summarize, summarize_made
+from .summary import TensorSummary, all_finite, first_nonfinite, summarize, summarize_made
 
 SGD_RULES = ("sgd", "manual")
+LARGE = 1 << 16  # elements: a tensor this big is checked on its own, small ones together
 T = TypeVar("T")
 
 
@@ -237,7 +238,11 @@ class Session(Rewinding):
         elif phase in (Phase.FORWARD, Phase.DEFINE):
             self.loss_value = None
         changed = fields.pop("changed", ())
-        self._param_states = self._states(changed, full=phase is Phase.DEFINE)
+        if isinstance(changed, Deferred):  # step: every parameter has new summaries anyway
+            self._param_states = self._states(tuple(self.names), full=False)
+        else:
+            self._param_states = self._states(changed, full=phase is Phase.DEFINE)
+            changed = Deferred.now(tuple(changed))
         printed = fields.pop("printed", "")
         checks = fields.pop("checks", ())
         # The diagnosis reads the record it belongs to: bound once the record exists.
@@ -251,7 +256,7 @@ class Session(Rewinding):
             printed_=printed if isinstance(printed, Deferred) else Deferred.now(printed),
             loss=self.loss_value,
             params=tuple(self._param_states),
-            changed=tuple(changed),
+            changed_=changed,
             backwards=self.backwards,
             checks_=checks if isinstance(checks, Deferred) else Deferred.now(checks),
             diagnostics_=diagnostics,
@@ -510,12 +515,20 @@ class Session(Rewinding):
         # checks below read them when asked, never the live tensors the next step writes.
         after = []
         bad = None
+        small: list[tuple[str, torch.Tensor]] = []
         for name, p in zip(self.names, self.params):
             after.append(p.detach().clone())
-            # The NaN guard: one pass each (a finite sum proves no NaN or Inf), read right
-            # after the copy while it is still in cache (cheaper than a pass of its own later).
-            if self.nan_guard and bad is None and not all_finite(after[-1]):
-                bad = name
+            # The NaN guard: a large copy is read right after it is made, while it is still in
+            # cache; the small ones together in one multi-tensor norm (finite norm, no NaN/Inf).
+            if not self.nan_guard or bad is not None:
+                continue
+            if after[-1].numel() >= LARGE or not after[-1].is_floating_point():
+                if not all_finite(after[-1]):
+                    bad = name
+            else:
+                small.append((name, after[-1]))
+        if bad is None and small:
+            bad = first_nonfinite(small)
         if bad is not None:
             raise PhaseFailure(f"step made {bad} non-finite (NaN guard)")
         states = [
@@ -525,7 +538,6 @@ class Session(Rewinding):
         self._new_params, self._new_opt_state = after, states
         after_s = [self._summary(a) for a in after]
         changes = []
-        changed = []
         rule = self.recipe.optimizer if self.recipe.optimizer in SGD_RULES else None
         for i, name in enumerate(self.names):
             self._phase_summaries[("data", name)] = after_s[i]
@@ -541,8 +553,6 @@ class Session(Rewinding):
             state = tuple(
                 (k, self._summary(v)) for k, v in states[i].items() if isinstance(v, torch.Tensor)
             )
-            if not bit_equal(a, b):
-                changed.append(name)
             changes.append(
                 StepChange(name, self._param_states[i].data, after_s[i], delta, sgd, state)
             )
@@ -559,7 +569,13 @@ class Session(Rewinding):
         return {
             "printed": printed,
             "step_changes": tuple(changes),
-            "changed": tuple(changed),
+            # Which moved, bit for bit: asked for by the parameters table, not by every step.
+            "changed": self._lazy(
+                lambda: tuple(
+                    n for n, a, b in zip(self.names, after, before) if not bit_equal(a, b)
+                ),
+                tuple(self.names),
+            ),
             "checks": checks,
         }
 

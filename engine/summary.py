@@ -206,6 +206,22 @@ def all_finite(t: torch.Tensor) -> bool:
     return bool(torch.isfinite(t).all())
 
 
+def first_nonfinite(named: list[tuple[str, torch.Tensor]]) -> str | None:
+    """The first name whose floating-point tensor holds NaN or Inf, checking all of them with
+    one multi-tensor norm (a NaN or Inf makes a norm non-finite; a finite norm proves none)."""
+    by_dtype: dict[torch.dtype, list[tuple[str, torch.Tensor]]] = {}
+    for name, t in named:
+        if t.numel():
+            by_dtype.setdefault(t.dtype, []).append((name, t))
+    suspects: set[str] = set()
+    for group in by_dtype.values():
+        norms = torch._foreach_norm([t for _, t in group])
+        if not math.isfinite(_item(torch.stack(norms).sum())):
+            # Some norm overflowed or is NaN/Inf: look at those one by one.
+            suspects.update(n for (n, t), nrm in zip(group, norms) if not math.isfinite(_item(nrm)))
+    return next((n for n, t in named if n in suspects and not all_finite(t)), None)
+
+
 def _detail(
     t: torch.Tensor, nans: int, infs: int
 ) -> tuple[float, float, float, float, int, tuple[float, ...]]:

@@ -146,3 +146,22 @@ def test_activations_are_what_each_module_returned_despite_inplace_ops() -> None
         optimizer.step()
         for (name, p), q in zip(s.setup.net.named_parameters(), plain.parameters()):
             assert bit_equal(p, q), name
+
+
+def test_nonfinite_checks_agree_with_isfinite() -> None:
+    from engine.summary import all_finite, first_nonfinite
+
+    big = torch.full((4,), 3e38)  # finite, but its sum and norm overflow to inf
+    cases = {
+        "big": big,
+        "ok": torch.randn(5),
+        "half": torch.randn(3, dtype=torch.float16),
+        "nan": torch.tensor([1.0, float("nan")]),
+        "inf": torch.tensor([float("-inf"), 2.0]),
+        "empty": torch.zeros(0),
+    }
+    for name, t in cases.items():
+        assert all_finite(t) == bool(torch.isfinite(t).all()), name
+    assert first_nonfinite([(n, cases[n]) for n in ("big", "ok", "half", "empty")]) is None
+    assert first_nonfinite([(n, cases[n]) for n in ("big", "inf", "nan")]) == "inf"
+    assert first_nonfinite([(n, cases[n]) for n in ("half", "nan", "ok")]) == "nan"
