@@ -12,7 +12,8 @@ Each helper returns ``(printed lines, checks)`` for a record; none changes a ten
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -56,87 +57,91 @@ def cross_entropy_nn_vs_f(
     return lines, tuple(checks)
 
 
-def sgd_vs_manual(
-    before: list[torch.Tensor] | tuple[torch.Tensor, ...],
-    grads: list[torch.Tensor | None],
+@dataclass(frozen=True)
+class SgdFacts:
+    """Both update rules applied to the same ``before`` and ``grad`` of every parameter."""
+
+    matches: tuple[bool | None, ...]  # after is bit-equal to the recipe's rule (None: no grad)
+    lines: tuple[str, ...]  # what the step prints about optim.SGD vs the manual loop
+    checks: tuple[Check, ...]
+
+
+def sgd_facts(
+    rule: str,
+    before: Sequence[torch.Tensor],
+    grads: Sequence[torch.Tensor | None],
+    after: Sequence[torch.Tensor],
     lr: float,
-) -> tuple[list[str], tuple[Check, ...]]:
-    """Apply both update rules to the same ``before`` and ``grad``; compare the results."""
+) -> SgdFacts:
+    """Per parameter: is ``after`` bit-equal to ``rule`` ("sgd": ``before.add(grad,
+    alpha=-lr)``, "manual": ``before.sub(grad * lr)``)? And over all of them: in how many
+    elements do the two rules give the same value, and do they always agree to float rounding
+    (``|sgd − manual| <= eps·(|lr·g| + |sgd| + |manual|)``)?
+
+    Five passes per parameter (add, mul, sub, compare, subtract) plus one that finds where
+    the rules differ; the rounding bound is evaluated only there (a few elements in 10,000).
+    Temporaries are scratch buffers shared by all parameters: a fresh multi-megabyte tensor per
+    operation costs more in page faults than the arithmetic.
+    """
     total = equal = 0
     worst = 0.0
     close = True
-    # float32 epsilon: each rule rounds at most twice, so they differ by at most that much.
-    # Scratch buffers shared by all parameters: a fresh multi-megabyte tensor per operation
-    # costs more in page faults than the arithmetic itself. ``out=`` runs the same kernels.
+    matches: list[bool | None] = []
     largest = max((g.numel() for g in grads if g is not None), default=0)
-    scratch_dtype = next((g.dtype for g in grads if g is not None), torch.float32)
-    pool = [torch.empty(largest, dtype=scratch_dtype) for _ in range(5)]
+    pools: dict[torch.dtype, list[torch.Tensor]] = {}
 
     def buf(k: int, like: torch.Tensor) -> torch.Tensor:
-        if like.dtype != pool[k].dtype:
-            return torch.empty_like(like)
+        pool = pools.setdefault(
+            like.dtype, [torch.empty(largest, dtype=like.dtype) for _ in range(4)]
+        )
         return pool[k][: like.numel()].view(like.shape)
 
-    for p, g in zip(before, grads):
+    for b, g, a in zip(before, grads, after):
         if g is None:
+            matches.append(None)
             continue
-        # what optim.SGD does: p.add_(grad, alpha=-lr)
-        sgd = torch.add(p, g, alpha=-lr, out=buf(0, p))
+        sgd = torch.add(b, g, alpha=-lr, out=buf(0, b))  # what optim.SGD does
         step = torch.mul(g, lr, out=buf(1, g))
-        # the notes' f.data.sub_(f.grad.data * learning_rate)
-        manual = torch.sub(p, step, out=buf(2, p))
-        total += p.numel()
-        if not p.numel():
+        manual = torch.sub(b, step, out=buf(2, b))  # the notes' f.data.sub_(f.grad.data * lr)
+        matches.append(bit_equal(a, sgd if rule == "sgd" else manual))
+        total += b.numel()
+        if not b.numel():
             continue
-        diff = torch.sub(sgd, manual, out=buf(3, p))
-        diff.abs_()
-        worst_here = float(diff.max().item())
-        eps = torch.finfo(p.dtype).eps if p.is_floating_point() else 0.0
-        if math.isfinite(worst_here):
-            # Every |sgd − manual| is finite, so both are finite everywhere, and then (IEEE
-            # subtraction with gradual underflow) sgd == manual exactly where sgd − manual == 0,
-            # and diff <= bound exactly where bound − diff >= 0. Same answers as the
-            # comparisons, without their boolean tensors (the slowest passes on a large model:
-            # ``(a == b).sum()`` alone cost more than the rest of this loop).
-            equal += p.numel() - int(torch.count_nonzero(diff).item())
-            worst = max(worst, worst_here)
-            if close:
-                bound = torch.abs(step, out=buf(4, step))
-                scratch = sgd.abs_()  # sgd is not needed any more
-                bound.add_(scratch)
-                bound.add_(manual.abs_())
-                bound.mul_(eps)  # eps * (|step| + |sgd| + |manual|), summed in that order
-                close = float(bound.sub_(diff).min().item()) >= 0
+        diff = torch.sub(sgd, manual, out=buf(3, b)).reshape(-1)
+        where = diff.nonzero().squeeze(1)  # where the rules differ (or the difference is NaN)
+        if not where.numel():
+            equal += b.numel()
             continue
-        # An Inf or NaN somewhere: the plain comparisons, which treat inf == inf as equal.
-        equal += int((sgd == manual).sum().item())
-        worst = max(worst, worst_here)
-        bound = eps * (step.abs() + sgd.abs() + manual.abs())
-        close = close and bool((diff <= bound).all().item())
-    lines = [
+        s_at, m_at = sgd.reshape(-1)[where], manual.reshape(-1)[where]
+        # Values compared as ``==`` does: inf == inf (their difference is NaN) counts as equal.
+        equal += b.numel() - where.numel() + int((s_at == m_at).sum().item())
+        gap = (s_at - m_at).abs()
+        finite = gap[torch.isfinite(gap)]
+        if finite.numel():
+            worst = max(worst, float(finite.max().item()))
+        eps = torch.finfo(b.dtype).eps
+        bound = eps * (step.reshape(-1)[where].abs() + s_at.abs() + m_at.abs())
+        close = close and bool(((gap <= bound) | (s_at == m_at)).all().item())
+    lines = (
         "# optim.SGD (p.add_(g, alpha=-lr)) vs the manual loop (p.sub_(g * lr)), same p and g:",
         f"# bit-equal in {equal} of {total} elements, max |difference| = {worst:.3g}"
         + (
             "" if equal == total else " (one float rounding: fused p − lr·g vs rounding g·lr first)"
         ),
-    ]
-    return lines, (("optim.SGD and the manual loop agree to float rounding", close),)
+    )
+    return SgdFacts(
+        tuple(matches), lines, (("optim.SGD and the manual loop agree to float rounding", close),)
+    )
 
 
-def sgd_match(
-    rule: str, after: torch.Tensor, before: torch.Tensor, grad: torch.Tensor, lr: float
-) -> tuple[bool, float]:
-    """Is ``after`` bit-equal to ``rule`` applied to ``before`` and ``grad`` ("sgd":
-    ``before.add(grad, alpha=-lr)``, "manual": ``before.sub(grad * lr)``)? And the largest
-    ``|Δ + lr·grad|``: what the subtraction rounded away."""
-    expected = before.add(grad, alpha=-lr) if rule == "sgd" else before.sub(grad * lr)
-    matches = bit_equal(after, expected)
+def sgd_error(after: torch.Tensor, before: torch.Tensor, grad: torch.Tensor, lr: float) -> float:
+    """The largest ``|Δ + lr·g|``: what the step's subtraction rounded away."""
     if not grad.numel():
-        return matches, 0.0
+        return 0.0
     # lr·g + Δ equals Δ + lr·g bit for bit (float addition commutes): one temporary.
     gap = torch.mul(grad, lr)
     gap.add_(after - before)
-    return matches, float(gap.abs_().max().item())
+    return float(gap.abs_().max().item())
 
 
 def optimizer_state_lines(optimizer: object, state: dict[str, Any], label: str) -> list[str]:

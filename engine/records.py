@@ -47,20 +47,21 @@ class StepChange:
     before: TensorSummary
     after: TensorSummary
     delta: TensorSummary
-    # (matches_sgd, max_sgd_error), checked when first read (engine.lazy)
-    sgd: Deferred[tuple[bool | None, float | None]]
+    # Checked when first read (engine.lazy): ``matches_sgd`` and ``max_sgd_error``.
+    sgd: Deferred[bool | None]
+    sgd_error: Deferred[float | None]
     state: tuple[tuple[str, TensorSummary], ...]  # optimizer state used (momentum_buffer, …)
 
     @property
     def matches_sgd(self) -> bool | None:
         """SGD and the manual loop: after is bit-equal to before − lr·grad (None: not an SGD
         rule, or not kept)."""
-        return self.sgd.get()[0]
+        return self.sgd.get()
 
     @property
     def max_sgd_error(self) -> float | None:
         """max |Δ − (−lr·grad)|, the rounding of the subtraction."""
-        return self.sgd.get()[1]
+        return self.sgd_error.get()
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class PhaseRecord:
         for s in self.step_changes:
             summaries += [s.before, s.after, s.delta, *(v for _, v in s.state)]
             s.sgd.get()
+            s.sgd_error.get()
         for summary in summaries:
             if summary is not None:
                 summary.compute()

@@ -16,7 +16,13 @@ import torch.nn as nn
 from .bitwise import bit_equal
 from .blame import USER_ERRORS
 from .capture import capture_outputs, changed, keep_grad, nonfinite
-from .checks import cross_entropy_nn_vs_f, optimizer_state_lines, sgd_match, sgd_vs_manual
+from .checks import (
+    SgdFacts,
+    cross_entropy_nn_vs_f,
+    optimizer_state_lines,
+    sgd_error,
+    sgd_facts,
+)
 from .codegen import phase_code
 from .failures import PhaseFailure, phase_error
 from .graph import walk_grad_fn
@@ -539,33 +545,39 @@ class Session(Rewinding):
         after_s = [self._summary(a) for a in after]
         changes = []
         rule = self.recipe.optimizer if self.recipe.optimizer in SGD_RULES else None
+        lr = self.lr
+        # Both update rules on every parameter at once, when first asked (the printed
+        # comparison and each parameter's "bit-equal to before − lr·grad").
+        facts = self._lazy(
+            lambda: sgd_facts(rule or "sgd", before, grads, after, lr),
+            SgdFacts((None,) * len(after), (), ()),
+        )
+        none: Deferred[Any] = Deferred.now(None)
         for i, name in enumerate(self.names):
             self._phase_summaries[("data", name)] = after_s[i]
             a, b, g = after[i], before[i], grads[i]
             delta = summarize_made(lambda a=a, b=b: a - b, tuple(a.shape), a.dtype)
             self.releases.stage_record(delta)
-            sgd: Deferred[tuple[bool | None, float | None]] = Deferred.now((None, None))
+            sgd, error = none, none
             if rule is not None and g is not None:
-                sgd = self._lazy(
-                    lambda a=a, b=b, g=g, lr=self.lr: sgd_match(rule, a, b, g, lr),
-                    (None, None),
-                )
+                sgd = self._lazy(lambda i=i: facts.get().matches[i], None)
+                error = self._lazy(lambda a=a, b=b, g=g: sgd_error(a, b, g, lr), None)
             state = tuple(
                 (k, self._summary(v)) for k, v in states[i].items() if isinstance(v, torch.Tensor)
             )
             changes.append(
-                StepChange(name, self._param_states[i].data, after_s[i], delta, sgd, state)
+                StepChange(name, self._param_states[i].data, after_s[i], delta, sgd, error, state)
             )
-        compare = Deferred.now(([], ()))
-        if rule is not None:
-            lr = self.lr
-            compare = self._lazy(lambda: sgd_vs_manual(before, grads, lr), ([], ()))
         watch = self.watch
+        compared: Deferred[tuple[str, ...]] = Deferred.now(())
+        checks: Deferred[tuple[tuple[str, bool], ...]] = Deferred.now(())
+        if rule is not None:
+            compared = self._lazy(lambda: facts.get().lines, ())
+            checks = self._lazy(lambda: facts.get().checks, ())
         printed = self._lazy(
-            lambda: self._step_printed(watch, before, after, states, compare.get()[0]),
+            lambda: self._step_printed(watch, before, after, states, list(compared.get())),
             NOT_KEPT_TEXT,
         )
-        checks = self._lazy(lambda: compare.get()[1], ())
         return {
             "printed": printed,
             "step_changes": tuple(changes),

@@ -165,3 +165,30 @@ def test_nonfinite_checks_agree_with_isfinite() -> None:
     assert first_nonfinite([(n, cases[n]) for n in ("big", "ok", "half", "empty")]) is None
     assert first_nonfinite([(n, cases[n]) for n in ("big", "inf", "nan")]) == "inf"
     assert first_nonfinite([(n, cases[n]) for n in ("half", "nan", "ok")]) == "nan"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sgd_facts_equal_the_elementwise_comparison(seed: int) -> None:
+    # The comparison looks only where the two rules differ; the oracle compares everything.
+    from engine.checks import sgd_facts
+
+    g = torch.Generator().manual_seed(seed)
+    before = [torch.randn(300, 7, generator=g), torch.randn(5, generator=g) * 1e30]
+    grads = [torch.randn(300, 7, generator=g) * 3, torch.randn(5, generator=g) * 1e30]
+    before[1][0], grads[1][1], before[1][2] = float("inf"), float("nan"), float("-inf")
+    lr = 0.037
+    after = [b.add(x, alpha=-lr) for b, x in zip(before, grads)]
+    facts = sgd_facts("sgd", before, grads, after, lr)
+    sgd = [b.add(x, alpha=-lr) for b, x in zip(before, grads)]
+    manual = [b.sub(x * lr) for b, x in zip(before, grads)]
+    equal = sum(int((s == m).sum()) for s, m in zip(sgd, manual))
+    total = sum(b.numel() for b in before)
+    assert f"bit-equal in {equal} of {total} elements" in facts.lines[1]
+    eps = torch.finfo(torch.float32).eps
+    close = all(
+        bool((((s - m).abs() <= eps * ((x * lr).abs() + s.abs() + m.abs())) | (s == m)).all())
+        for s, m, x in zip(sgd, manual, grads)
+    )
+    assert facts.checks == (("optim.SGD and the manual loop agree to float rounding", close),)
+    assert facts.matches == (True, True)  # NaN included: the same bits
+    assert sgd_facts("manual", before, grads, manual, lr).matches == (True, True)
