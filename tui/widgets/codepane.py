@@ -52,11 +52,14 @@ class CodePane(VerticalScroll, can_focus=True):
     def show(
         self, listing: Listing, done: Phase | None, next_phase: Phase, accumulate: bool
     ) -> None:
+        # The same listing is as high and as wide as before (lines are padded to the pane's
+        # width): only the marks change, no layout needed.
+        same_size = self.listing is not None and self.listing.lines == listing.lines
         self.listing = listing
         self.done = done
         self.next_phase = next_phase
         self.accumulate = accumulate
-        self._code.update(self.render_listing())
+        self._code.update(self.render_listing(), layout=not same_size)
         lines = listing.phase_lines.get(done) if done else None
         if lines:
             self.call_after_refresh(self._reveal, lines[0], lines[-1])

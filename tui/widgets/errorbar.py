@@ -33,6 +33,8 @@ class ErrorBar(Static):
         self.add_class("-shown")
 
     def clear(self) -> None:
+        if not self.message and not self.has_class("-shown"):
+            return  # clear already: every phase clears it, a repaint and layout for nothing
         self.message = ""
         self.update("")
         self.remove_class("-shown")

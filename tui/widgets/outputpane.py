@@ -133,7 +133,9 @@ class OutputPane(VerticalScroll, can_focus=True):
     def _append(self, records: Sequence[PhaseRecord], watch: str | None) -> None:
         if records:
             self.mount_all(OutBlock(r, watch) for r in records)
-        self.call_after_refresh(self.scroll_end, animate=False)
+        # scroll_end waits for the next layout itself (the new blocks' heights): deferring it
+        # once more cost another frame after the phase's, painted late.
+        self.scroll_end(animate=False)
 
     @property
     def texts(self) -> list[str]:
