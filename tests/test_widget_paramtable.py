@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from textual.app import App, ComposeResult
 
-from engine import Phase, PhaseRecord
+from engine import Phase, PhaseRecord, Recipe, Session
 from engine.lazy import Deferred
 from engine.records import ParamState
 from engine.summary import fmt, summarize
@@ -40,7 +40,7 @@ def record(phase: Phase, params: tuple[ParamState, ...]) -> PhaseRecord:
         printed_=Deferred.now(""),
         loss=None,
         params=params,
-        changed=tuple(p.name for p in params),
+        changed_=Deferred.now(tuple(p.name for p in params)),
     )
 
 
@@ -77,3 +77,37 @@ async def test_only_rows_in_view_read_their_statistics() -> None:
         column = table.columns[next(k for k in table.columns if k.value == "data")]
         assert column.content_width >= len(text) + 1
         assert 0 in [i for i, s in enumerate(summaries) if s.reads]
+
+
+class TwoTables(App[None]):
+    CSS = "ParamsTable { height: 12; }"
+
+    def compose(self) -> ComposeResult:
+        yield ParamsTable(id="updated")
+        yield ParamsTable(id="fresh")
+
+
+def _lines(table: ParamsTable) -> list[str]:
+    return [
+        "".join(f"{seg.text}|{seg.style}" for seg in table.render_line(y))
+        for y in range(table.size.height)
+    ]
+
+
+async def test_a_table_updated_phase_by_phase_draws_as_a_fresh_one() -> None:
+    # Changed cells are updated in place, the rest kept: the picture must match a fresh one.
+    session = Session(Recipe(seed=0))
+    app = TwoTables()
+    async with app.run_test(size=(80, 30)) as pilot:
+        updated = app.query_one("#updated", ParamsTable)
+        for _ in range(14):
+            session.run_next()
+            record = session.records[-1]
+            updated.show(record, "conv1.bias")
+            fresh = ParamsTable(id="fresh")
+            await app.query_one("#fresh").remove()
+            await app.mount(fresh)
+            fresh.show(record, "conv1.bias")
+            app.set_focus(None)  # the focused table draws its header and cursor brighter
+            await pilot.pause()
+            assert _lines(updated) == _lines(fresh), record.phase
