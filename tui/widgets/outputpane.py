@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 from rich.syntax import Syntax
 from rich.text import Text
@@ -47,8 +48,11 @@ def notes(record: PhaseRecord, watch: str | None) -> list[str]:
     return out
 
 
-def _code(syntax: Syntax, line: str) -> Text:
-    text = syntax.highlight(line)
+@lru_cache(maxsize=512)
+def _code(line: str) -> Text:
+    """One highlighted line; the same few lines come back every iteration (a third of a
+    block's drawing). Cached: callers append it (a copy), never change it."""
+    text = Syntax("", "python", theme=THEME, background_color="default").highlight(line)
     text.rstrip()
     return text
 
@@ -71,13 +75,12 @@ class OutBlock(Static):
 
     def render_block(self) -> Text:
         record = self.record
-        syntax = Syntax("", "python", theme=THEME, background_color="default")
         text = Text(no_wrap=True)
         text.append(title(record), style=self._style("title"))
         text.append("\n")
         for line in record.code.splitlines():
             text.append(">>> ", style=self._style("out"))
-            text.append_text(_code(syntax, line))
+            text.append_text(_code(line))
             text.append("\n")
         in_output = False
         for line in record.printed.splitlines():
@@ -88,7 +91,7 @@ class OutBlock(Static):
                 in_output = False
             elif _CODE_LINE.match(line):
                 text.append(">>> ", style=self._style("out"))
-                text.append_text(_code(syntax, line))
+                text.append_text(_code(line))
                 in_output = False
             else:
                 if not in_output:
