@@ -66,7 +66,8 @@ def parse_spec(text: str, shipped: Collection[str] = ()) -> ModelSpec:
         )
     if not target or not name or not all(part.isidentifier() for part in name.split(".")):
         raise RecipeError(f"model {text!r} is not {SPEC_FORMS} (NAME is a Python name)")
-    if target.endswith(".py") or "/" in target or "\\" in target:
+    # A file that exists is a file whatever its name (``m.txt`` is not the module ``m``).
+    if target.endswith(".py") or "/" in target or "\\" in target or Path(target).is_file():
         return ModelSpec(text, Path(target), None, name)
     if not all(part.isidentifier() for part in target.split(".")):
         raise RecipeError(f"model {text!r} is not {SPEC_FORMS}")

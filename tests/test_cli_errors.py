@@ -407,3 +407,20 @@ def test_a_failing_loss_leaves_the_session_as_it_was() -> None:
     assert all(torch.equal(p, q) for p, q in zip(s.params, params))
     assert s.rewind(1) == 1 and s.next_phase is Phase.FORWARD
     assert isinstance(s.run_next(), PhaseRecord)
+
+
+def test_existing_file_that_is_not_python(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Relative and without a slash: still the file, not a module named ``m``.
+    (tmp_path / "m.txt").write_text("class Net: pass\n")
+    monkeypatch.chdir(tmp_path)
+    msg = _usage_error(capsys, "--model", "m.txt:Net", "--input-shape", "1,6")
+    assert msg == "cannot import m.txt: not a Python source file"
+
+
+@pytest.mark.parametrize("output", ["", "  "])
+def test_export_to_an_empty_path(capsys: pytest.CaptureFixture[str], output: str) -> None:
+    code, out, err = nntui(capsys, "export", "-o", output)
+    line = one_error_line(code, out, err, 2)
+    assert line == "nntui: error: -o/--output is empty: give the .py file to write"

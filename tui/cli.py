@@ -230,6 +230,8 @@ def trace(iterations: int, as_json: bool, **kw: Any) -> None:
 )
 def export(iterations: int, output: str, **kw: Any) -> None:
     """Write the recipe as a plain PyTorch script that prints each iteration's loss."""
+    if not output.strip():
+        raise click.UsageError("-o/--output is empty: give the .py file to write")
     recipe = make_recipe(**kw)
     from engine.export import export_script
 
