@@ -37,6 +37,14 @@ class ModuleFailure(RuntimeError):
         self.module = module
 
 
+def one_line(exc: BaseException) -> str:
+    """The exception's message on one line, without the C++ stack some torch errors carry
+    (``Exception raised from … (most recent call first): frame #0: …``)."""
+    text = str(exc).strip()
+    text = text.split("Exception raised from ", 1)[0].strip() or text
+    return " ".join((text or type(exc).__name__).split())
+
+
 def module_label(path: str, module: nn.Module) -> str:
     """``layer1.0.conv1 (Conv2d)``; the root module has no path and is called ``net``."""
     return f"{path or 'net'} ({type(module).__name__})"
@@ -50,7 +58,7 @@ def describe(
     path: str, module: nn.Module, shapes: tuple[tuple[int, ...], ...], exc: BaseException
 ) -> str:
     """One line: the module, the shapes it was given, its weight's shape, and the error."""
-    text = " ".join((str(exc).strip() or type(exc).__name__).split())
+    text = one_line(exc)
     parts = [module_label(path, module)]
     if shapes:
         given = "input " + ", ".join(shape_text(s) for s in shapes)

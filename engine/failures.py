@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .blame import ModuleFailure
+from .blame import ModuleFailure, one_line
 from .phases import Phase
 from .recipe import RecipeError
 from .records import PhaseError
@@ -10,11 +10,6 @@ from .records import PhaseError
 
 class PhaseFailure(RuntimeError):
     """A check of the session's own (non-finite loss, non-scalar loss, …) that stops a phase."""
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split())
 
 
 def error_message(exc: BaseException) -> str:

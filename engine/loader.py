@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .blame import USER_ERRORS, ModuleFailure, blame_modules
+from .blame import USER_ERRORS, ModuleFailure, blame_modules, one_line
 from .recipe import RecipeError
 from .summary import shape_text
 
@@ -50,8 +50,7 @@ class ModelSpec:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"
+    return f"{type(exc).__name__}: {one_line(exc)}"
 
 
 def parse_spec(text: str, shipped: Collection[str] = ()) -> ModelSpec:

@@ -424,3 +424,16 @@ def test_export_to_an_empty_path(capsys: pytest.CaptureFixture[str], output: str
     code, out, err = nntui(capsys, "export", "-o", output)
     line = one_error_line(code, out, err, 2)
     assert line == "nntui: error: -o/--output is empty: give the .py file to write"
+
+
+def test_error_lines_leave_out_a_cpp_stack() -> None:
+    from engine.blame import one_line
+
+    exc = RuntimeError(
+        "The size of tensor a (3) must match the size of tensor b (4)\n"
+        "Exception raised from infer_size_impl at aten/src/ATen/ExpandUtils.cpp:31 (most "
+        "recent call first):\nframe #0: c10::Error::Error(...) + 0x96 (0x7f in libc10.so)\n"
+    )
+    assert one_line(exc) == "The size of tensor a (3) must match the size of tensor b (4)"
+    assert one_line(KeyError()) == "KeyError"
+    assert one_line(ValueError("two\n  lines")) == "two lines"
