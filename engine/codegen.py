@@ -6,6 +6,7 @@ One source for what the app shows in its code pane, what each record says it ran
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .phases import Phase
@@ -114,6 +115,7 @@ def forward_code(recipe: Recipe) -> list[str]:
     return ["output = net(input)"]
 
 
+@functools.lru_cache(maxsize=256)  # a Recipe is frozen and hashable; every phase asks again
 def phase_code(recipe: Recipe, phase: Phase, accumulate: bool = False) -> str:
     """The PyTorch a phase runs, as the record and the code pane show it."""
     lines = {

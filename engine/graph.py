@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -20,9 +20,11 @@ _SAVED_PREFIX = "_saved_"
 _saved_names_by_type: dict[type, tuple[str, ...]] = {}
 
 
-@dataclass(frozen=True)
-class SavedValue:
-    """One ``_saved_*`` attribute of a node: a tensor's shape, or a short value text."""
+class SavedValue(NamedTuple):
+    """One ``_saved_*`` attribute of a node: a tensor's shape, or a short value text.
+
+    Named tuples, not dataclasses, here and for ``GradNode``: a loss phase makes one per node
+    and per saved value, and a frozen dataclass costs three times as much to build."""
 
     name: str
     shape: tuple[int, ...] | None
@@ -34,8 +36,7 @@ class SavedValue:
         return f"tensor{list(self.shape)}" if self.shape is not None else self.value
 
 
-@dataclass(frozen=True)
-class GradNode:
+class GradNode(NamedTuple):
     id: int
     name: str
     param: str | None

@@ -613,6 +613,8 @@ class Session(Rewinding):
 
     # -------------------------------------------------------------- param states
     def _states(self, changed: tuple[str, ...], full: bool) -> list[ParamState]:
+        if not changed and not full and len(self._param_states) == len(self.names):
+            return self._param_states  # forward, loss: no parameter changed
         old = {s.name: s for s in self._param_states}
         out = []
         cached = self._phase_summaries

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -65,7 +64,7 @@ def test_entered_module() -> None:
 async def test_tutorial_net_tree_is_unchanged_by_modules() -> None:
     _, graph = loss_graph()
     assert len(graph) < GROUP_ABOVE and any(n.module for n in graph.nodes)
-    bare = GradGraph(tuple(replace(n, module=None) for n in graph.nodes))
+    bare = GradGraph(tuple(n._replace(module=None) for n in graph.nodes))
     shown: list[list[str]] = []
     details: list[str] = []
     for g in (graph, bare):
