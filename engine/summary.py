@@ -72,12 +72,13 @@ class TensorSummary:
             if t is None:
                 self._lost = True
                 return
-            if self._sums is None:
-                self._sums = _sums(t)
             if group == "_norm":
                 self._norm = float(t.norm().item())
-            elif group == "_detail":
-                self._detail = _detail(t, *self._sums[1:])
+            else:
+                if self._sums is None:
+                    self._sums = _sums(t)
+                if group == "_detail":
+                    self._detail = _detail(t, *self._sums[1:])
             if None not in (self._sums, self._norm, self._detail):
                 self._source = None  # everything known: let the tensor go
 
@@ -111,15 +112,21 @@ class TensorSummary:
         self._need("_sums")
         return self._sums[0] if self._sums else NAN
 
+    def _counts(self) -> tuple[int, int]:
+        # A finite norm proves there is no NaN and no Inf: the table, which shows norms and
+        # these flags, then needs no sum pass.
+        if self._sums is None and self._norm is not None and math.isfinite(self._norm):
+            return 0, 0
+        self._need("_sums")
+        return (self._sums[1], self._sums[2]) if self._sums else (0, 0)
+
     @property
     def nans(self) -> int:
-        self._need("_sums")
-        return self._sums[1] if self._sums else 0
+        return self._counts()[0]
 
     @property
     def infs(self) -> int:
-        self._need("_sums")
-        return self._sums[2] if self._sums else 0
+        return self._counts()[1]
 
     @property
     def norm(self) -> float:
