@@ -1,6 +1,9 @@
 """Immutable records of what one phase did: plain numbers, strings and frozen dataclasses.
 
-The UI renders these; it never needs a live tensor to draw a record.
+The UI renders these; it never needs a live tensor to draw a record. The costly numbers (every
+``TensorSummary``, ``printed``, ``checks``, ``diagnostics``, step's ``changed`` and SGD facts)
+are computed when first read, from copies the rewind history keeps (``engine.lazy``); a record
+that left the history before they were read says they were not kept. ``resolve`` reads all.
 """
 
 from __future__ import annotations
