@@ -25,6 +25,7 @@ from engine.explain import record_output_shape
 from engine.recipe import RecipeError
 from engine.summary import shape_text
 
+from .background import PLACEHOLDER, Background, costly_record
 from .commands import RecipeCommands
 from .jobs import Job, write_export
 from .screens.help import HelpScreen
@@ -216,6 +217,8 @@ class NNTuiApp(App[None]):
         self._busy_timer: Timer | None = None
         self._gc_timer: Timer | None = None
         self._gc_frozen: int | None = None  # objects frozen at start-up; None until then
+        # A big model's statistics, read off the event loop (tui/background.py).
+        self.background = Background(self)
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -398,6 +401,18 @@ class NNTuiApp(App[None]):
             self._in_flight = None
             self._pump()
 
+    @on(Background.Done)
+    def _background_done(self, message: Background.Done) -> None:
+        error = self.background.done(message)
+        if error is not None:
+            self.query_one(ErrorBar).show_text(f"✗ internal error: {type(error).__name__}: {error}")
+
+    @property
+    def placeholders(self) -> int:
+        """Values on screen still waiting for the background thread (0: the screen is
+        complete)."""
+        return self.background.pending
+
     @on(Performed)
     def _performed(self, message: Performed) -> None:
         self._in_flight = None
@@ -406,6 +421,7 @@ class NNTuiApp(App[None]):
 
     # ------------------------------------------------------------------ drawing
     def show(self, snap: Snapshot) -> None:
+        self.background.new_snapshot()  # newest first: the panes ask again for what they show
         self.snapshot = snap
         self.selected = snap.selected
         self.which = snap.which
@@ -426,7 +442,7 @@ class NNTuiApp(App[None]):
             error_bar.show_text(f"✗ internal error: {snap.internal}")
         # The tab label is on screen whatever the tab: it counts the findings every phase.
         tabs = self.query_one(TabbedContent)
-        tabs.get_tab("tab-diagnostics").label = tab_label(snap.last)
+        self._label_diagnostics(snap.last)
         if snap.action is Action.RESET:
             self.follow_phase()
         if snap.action is Action.NEXT and isinstance(snap.result, PhaseRecord):
@@ -437,6 +453,20 @@ class NNTuiApp(App[None]):
         # costs milliseconds, and reads statistics nobody would look at).
         self._stale_views = set(VIEW_PANES)
         self._draw_view(tabs.active)
+
+    def _label_diagnostics(self, record: PhaseRecord | None) -> None:
+        tab = self.query_one(TabbedContent).get_tab("tab-diagnostics")
+        if not costly_record(record):
+            tab.label = tab_label(record)
+            return
+        tab.label = f"diagnostics ({PLACEHOLDER})"
+
+        def ready(label: str) -> None:
+            snap = self.snapshot
+            if snap is not None and snap.last is record:
+                tab.label = label
+
+        self.background.submit(("tab-label", id(record)), partial(tab_label, record), ready)
 
     def _draw_view(self, view: str) -> None:
         """Bring the pane of tab ``view`` up to the latest snapshot, if it is behind."""

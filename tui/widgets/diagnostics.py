@@ -7,12 +7,16 @@ record is immutable, so the pane keeps the one it drew and skips redrawing the s
 
 from __future__ import annotations
 
+from functools import partial
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from engine import PhaseRecord
+
+from ..background import PLACEHOLDER, PLACEHOLDER_STYLE, background_of, costly_record
 
 # The kinds that mean the numbers are already broken, then the ones that say training will
 # not work as written, then the informational ones.
@@ -67,6 +71,7 @@ class DiagnosticsPane(VerticalScroll, can_focus=True):
         super().__init__(id=id)
         self.record: PhaseRecord | None = None
         self._drawn = False
+        self._waiting = False  # showing the placeholder for ``record``
 
     def compose(self) -> ComposeResult:
         yield Static(render(None), id="diagnostics-text")
@@ -80,8 +85,23 @@ class DiagnosticsPane(VerticalScroll, can_focus=True):
         return render(self.record).plain
 
     def show(self, record: PhaseRecord | None) -> None:
+        bg = background_of(self.app) if costly_record(record) else None
         if self._drawn and record is self.record:
+            if self._waiting and bg is not None:  # ask again: a new snapshot dropped the task
+                bg.submit((self, id(record)), partial(render, record), partial(self._ready, record))
             return
-        self.record, self._drawn = record, True
-        self.query_one("#diagnostics-text", Static).update(render(record))
+        self.record, self._drawn, self._waiting = record, True, bg is not None
+        if bg is not None:
+            # A big model's diagnostics are read on the background thread (tui/background.py).
+            self.query_one("#diagnostics-text", Static).update(
+                Text(PLACEHOLDER, style=PLACEHOLDER_STYLE)
+            )
+            bg.submit((self, id(record)), partial(render, record), partial(self._ready, record))
+        else:
+            self.query_one("#diagnostics-text", Static).update(render(record))
         self.scroll_home(animate=False)
+
+    def _ready(self, record: PhaseRecord | None, text: Text) -> None:
+        if record is self.record and self._waiting:  # still the record on view
+            self._waiting = False
+            self.query_one("#diagnostics-text", Static).update(text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from rich.syntax import Syntax
 from rich.text import Text
@@ -13,6 +13,7 @@ from textual.widgets import Static
 
 from engine import PhaseRecord
 
+from ..background import PLACEHOLDER, PLACEHOLDER_STYLE, background_of, costly_record
 from .codepane import THEME
 
 # Older blocks are dropped from the screen (not from the session) so a long run stays fast.
@@ -48,6 +49,19 @@ def notes(record: PhaseRecord, watch: str | None) -> list[str]:
     return out
 
 
+# What a block shows below its code: printed lines, notes, diagnostics (one per line).
+Parts = tuple[str, tuple[str, ...], tuple[str, ...]]
+
+
+def block_parts(record: PhaseRecord, watch: str | None) -> Parts:
+    """Everything of a block read from the record's deferred values (thread-safe)."""
+    return (
+        record.printed,
+        tuple(notes(record, watch)),
+        tuple(f"⚠ {d.kind}: {d.message}" for d in record.diagnostics),
+    )
+
+
 @lru_cache(maxsize=512)
 def _code(line: str) -> Text:
     """One highlighted line; the same few lines come back every iteration (a third of a
@@ -58,7 +72,11 @@ def _code(line: str) -> Text:
 
 
 class OutBlock(Static):
-    """One phase's block; remembers its record so a rewound-and-rerun phase is replaced."""
+    """One phase's block; remembers its record so a rewound-and-rerun phase is replaced.
+
+    A big model's block (``costly_record``) shows its code and ``PLACEHOLDER`` first; the
+    printed text, notes and diagnostics are read on the app's background thread.
+    """
 
     COMPONENT_CLASSES = {"outblock--title", "outblock--out", "outblock--note", "outblock--warn"}
 
@@ -66,9 +84,32 @@ class OutBlock(Static):
         super().__init__(classes="skipped" if record.skipped else "")
         self.record = record
         self.watch = watch
+        self._parts: Parts | None = None
 
     def on_mount(self) -> None:
+        self.ask()
         self.update(self.render_block())
+
+    @property
+    def waiting(self) -> bool:
+        """Shows the placeholder until the background thread reads the record."""
+        return self._parts is None and costly_record(self.record) and bool(background_of(self.app))
+
+    def ask(self) -> None:
+        """Queue the record's reading if this block waits for it (again after a new snapshot:
+        the background drops what an older one queued)."""
+        bg = background_of(self.app)
+        if bg is not None and self.waiting:
+            bg.submit(self, partial(block_parts, self.record, self.watch), self.ready)
+
+    def ready(self, parts: Parts) -> None:
+        """On the event loop: the background thread read the record."""
+        if self._parts is not None or not self.is_attached:
+            return  # removed (rewound away, or scrolled out of the window): nothing to show
+        self._parts = parts
+        self.update(self.render_block())
+        if isinstance(self.parent, OutputPane) and self.parent.children[-1] is self:
+            self.parent.scroll_end(animate=False)  # the newest block grew: keep it in view
 
     def _style(self, name: str) -> str:
         return str(self.get_component_rich_style(f"outblock--{name}", partial=True))
@@ -82,8 +123,12 @@ class OutBlock(Static):
             text.append(">>> ", style=self._style("out"))
             text.append_text(_code(line))
             text.append("\n")
+        if self.waiting:
+            text.append(PLACEHOLDER, style=PLACEHOLDER_STYLE)
+            return text
+        printed, block_notes, diagnostics = self._parts or block_parts(record, self.watch)
         in_output = False
-        for line in record.printed.splitlines():
+        for line in printed.splitlines():
             if not line.strip():
                 continue  # the tutorial's blank separators cost a row each in a small pane
             if line.startswith("#"):
@@ -99,10 +144,10 @@ class OutBlock(Static):
                     in_output = True
                 text.append(line)
             text.append("\n")
-        for note in notes(record, self.watch):
+        for note in block_notes:
             text.append(note + "\n", style=self._style("note"))
-        for diag in record.diagnostics:
-            text.append(f"⚠ {diag.kind}: {diag.message}\n", style=self._style("warn"))
+        for diag in diagnostics:
+            text.append(diag + "\n", style=self._style("warn"))
         text.rstrip()
         return text
 
@@ -131,6 +176,8 @@ class OutputPane(VerticalScroll, can_focus=True):
             keep += 1
         for block in blocks[keep:]:
             block.remove()
+        for block in blocks[:keep]:
+            block.ask()
         self._append(shown[keep:], watch)
 
     def _append(self, records: Sequence[PhaseRecord], watch: str | None) -> None:

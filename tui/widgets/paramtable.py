@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
@@ -14,6 +15,14 @@ from textual.widgets.data_table import ColumnKey
 
 from engine import Phase, PhaseRecord
 from engine.summary import TensorSummary, fmt
+
+from ..background import (
+    PLACEHOLDER,
+    PLACEHOLDER_STYLE,
+    background_of,
+    costly_record,
+    costly_summary,
+)
 
 COLUMNS = ("name", "shape", "count", "data", "grad", "last")
 
@@ -71,6 +80,11 @@ def change_of(record: PhaseRecord, name: str) -> str:
     return "changed"
 
 
+def changes_of(record: PhaseRecord) -> dict[str, str]:
+    """``change_of`` for every parameter (reads ``record.changed`` and the SGD checks)."""
+    return {p.name: change_of(record, p.name) for p in record.params}
+
+
 def _cell(text: str, style: str = "") -> Text:
     # One leading space instead of DataTable's two-sided padding: six columns fit in 60 cells.
     return Text(f" {text}", style=style)
@@ -81,6 +95,8 @@ class StatCell:
 
     The engine computes a summary's numbers on first access: rows scrolled out of view cost
     nothing. Until then the cell measures 0 wide; the table widens its column once drawn.
+    A big tensor's numbers are read on the app's background thread (tui.background): the cell
+    shows ``PLACEHOLDER`` until they arrive.
     """
 
     __slots__ = ("summary", "grad", "style", "row", "column", "table", "_text")
@@ -104,13 +120,43 @@ class StatCell:
     def text(self) -> Text:
         """The cell's text (reads the statistics the first time)."""
         if self._text is None:
-            s = self.summary
-            self._text = _cell(grad_cell(s) if self.grad else data_cell(s), self.style)
+            if self.deferred:
+                bg = background_of(self.table.app)
+                assert bg is not None
+                bg.submit(self, self.compute, self.ready)
+                return _cell(PLACEHOLDER, PLACEHOLDER_STYLE)
+            self._text = _cell(self.compute(), self.style)
         return self._text
+
+    @property
+    def deferred(self) -> bool:
+        """Its numbers are read on the background thread (a big tensor not read yet)."""
+        return background_of(self.table.app) is not None and costly_summary(self.summary)
+
+    def compute(self) -> str:
+        """The cell's words (reads the statistics; thread-safe)."""
+        return grad_cell(self.summary) if self.grad else data_cell(self.summary)
+
+    def ready(self, words: str) -> None:
+        """On the event loop: the background thread computed ``compute()``."""
+        if self._text is None:
+            self._text = _cell(words, self.style)
+        self.table._fit(self)  # only if the table still shows this very cell
 
     @property
     def width(self) -> int:
         return self._text.cell_len if self._text is not None else 0
+
+    def inherit(self, old: object) -> None:
+        """Take ``old``'s words if it showed the same statistics (only the style changed)."""
+        if (
+            self._text is None
+            and isinstance(old, StatCell)
+            and old.summary is self.summary
+            and old.grad == self.grad
+            and old._text is not None
+        ):
+            self._text = _cell(old._text.plain[1:], self.style)
 
     def same(self, other: object) -> bool:
         return (
@@ -122,7 +168,7 @@ class StatCell:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         fresh = not self.drawn
         yield self.text
-        if fresh:
+        if fresh and self.drawn:  # not a placeholder: the column may need to widen
             self.table.drawn_late(self)
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
@@ -170,6 +216,9 @@ class ParamsTable(DataTable, inherit_bindings=True):
         super().__init__(id=id, cursor_type="row", zebra_stripes=False, cell_padding=0)
         self.names: tuple[str, ...] = ()
         self.selected: str | None = None
+        self.record: PhaseRecord | None = None
+        # What the record's phase did to each parameter (``changes_of``), once known.
+        self._changes: tuple[PhaseRecord | None, dict[str, str]] = (None, {})
 
     def on_mount(self) -> None:
         for column in COLUMNS:
@@ -177,14 +226,16 @@ class ParamsTable(DataTable, inherit_bindings=True):
 
     def show(self, record: PhaseRecord | None, selected: str | None) -> None:
         """Fill from the last record (``None``: before define, no parameters exist)."""
+        self.record = record
         params = record.params if record else ()
         names = tuple(p.name for p in params)
+        changes = self._changes_now(record)
         changed_style = str(self.get_component_rich_style("paramstable--changed", partial=True))
         rebuild = names != self.names
         in_view = self._rows_in_view(rebuild, names.index(selected) if selected in names else 0)
         rows = []
         for i, p in enumerate(params):
-            change = change_of(record, p.name) if record else ""
+            change = changes.get(p.name, "") if changes is not None else ""
             grad_hit = change.startswith("g") or change == "created"
             data_hit = change.startswith("p") or change == "created"
             data = StatCell(p.data, False, changed_style if data_hit else "", p.name, self)
@@ -201,7 +252,9 @@ class ParamsTable(DataTable, inherit_bindings=True):
                     Text(f" {p.numel}", justify="right"),
                     data,
                     grad,
-                    _cell(change, changed_style),
+                    _cell(change, changed_style)
+                    if changes is not None
+                    else _cell(PLACEHOLDER, PLACEHOLDER_STYLE),
                 )
             )
         self.selected = selected
@@ -219,6 +272,8 @@ class ParamsTable(DataTable, inherit_bindings=True):
                     old = self.get_cell(key, column)
                     if _same_cell(old, cell):
                         continue
+                    if isinstance(cell, StatCell):
+                        cell.inherit(old)  # restyled once the changes are known
                     # Re-measuring: for a wider cell, or once per column when a cell as wide
                     # as its column got narrower (DataTable measures the whole column then).
                     width = self.columns[ColumnKey(column)].content_width
@@ -227,8 +282,36 @@ class ParamsTable(DataTable, inherit_bindings=True):
                     if shrink:
                         may_shrink.add(column)
                     self.update_cell(key, column, cell, update_width=shrink or new_width > width)
+        for i in in_view:
+            if i < len(names):
+                # Cells kept from before that still wait for their numbers: ask again (the
+                # background drops what an older snapshot queued).
+                for column in ("data", "grad"):
+                    cell = self.get_cell(names[i], column)
+                    if isinstance(cell, StatCell) and not cell.drawn and cell.deferred:
+                        _read(cell)
         if selected in names:
             self.move_cursor(row=names.index(selected), animate=False)
+
+    def _changes_now(self, record: PhaseRecord | None) -> dict[str, str] | None:
+        """What ``record``'s phase changed per parameter; None while the background thread
+        reads it (a big model: comparing every tensor bit for bit, the SGD check)."""
+        if record is None:
+            return {}
+        known, changes = self._changes
+        if known is record:
+            return changes
+        bg = background_of(self.app) if costly_record(record) else None
+        if bg is None:
+            self._changes = (record, changes_of(record))
+            return self._changes[1]
+        bg.submit((self, id(record)), partial(changes_of, record), partial(self._ready, record))
+        return None
+
+    def _ready(self, record: PhaseRecord, changes: dict[str, str]) -> None:
+        if record is self.record:  # still the record shown: restyle the rows
+            self._changes = (record, changes)
+            self.show(record, self.selected)
 
     def _rows_in_view(self, rebuild: bool, cursor: int) -> range:
         """Rows on screen after this update (a bound: the cursor's row is scrolled to)."""

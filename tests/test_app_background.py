@@ -1,0 +1,110 @@
+"""Progressive display: a big model's statistics come after the phase's first frame.
+
+The thresholds are lowered so the tutorial Net counts as big (a 20 M-parameter model would
+make the test slow), and the background thread is held at a gate, so the placeholder is seen
+for certain before the exact value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import tui.background as background
+from engine.summary import fmt
+from tui.app import NNTuiApp
+from tui.pilot import press, quiet_app, settle, steps
+from tui.widgets.outputpane import OutputPane
+from tui.widgets.paramtable import ParamsTable
+
+SIZE = (120, 40)
+
+
+@pytest.fixture
+def gated(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Tensors over 1,000 elements and records over 10,000 count as big; background tasks
+    wait for the returned event."""
+    monkeypatch.setattr(background, "DEFER_NUMEL", 1000)
+    monkeypatch.setattr(background, "DEFER_RECORD_NUMEL", 10_000)
+    gate = threading.Event()
+    gate.set()
+    submit = background.Background.submit
+
+    def held(
+        self: background.Background,
+        key: object,
+        compute: Callable[[], Any],
+        apply: Callable[[Any], None],
+    ) -> None:
+        def wait_then() -> Any:
+            gate.wait(30)
+            return compute()
+
+        submit(self, key, wait_then, apply)
+
+    monkeypatch.setattr(background.Background, "submit", held)
+    return gate
+
+
+async def complete(pilot: Any, timeout: float = 30.0) -> None:
+    app = pilot.app
+    assert isinstance(app, NNTuiApp)
+    deadline = time.monotonic() + timeout
+    await settle(pilot)
+    while app.placeholders:
+        assert time.monotonic() < deadline, "background values never arrived"
+        await asyncio.sleep(0.01)
+    await pilot.pause()
+
+
+async def test_placeholder_then_exact_value(gated: threading.Event) -> None:
+    app = quiet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, *steps(5))  # define … backward
+        await complete(pilot)
+        table = app.query_one(ParamsTable)
+        out = app.query_one(OutputPane)
+        gated.clear()
+        await press(pilot, "space")  # step: fc1.weight (48,000) and the step's block wait
+        assert app.placeholders > 0
+        assert table.cell_text("fc1.weight", "data") == background.PLACEHOLDER
+        assert table.cell_text("fc1.bias", "data").startswith("‖p‖=")  # 120: read at once
+        assert table.cell_text("fc1.weight", "last") == background.PLACEHOLDER  # SGD check
+        last = out.texts[-1]
+        assert last.startswith("iteration 1 · step")
+        assert last.endswith(background.PLACEHOLDER)
+        assert "bit-exact" not in last
+        assert app.query_one("#views").get_tab("tab-diagnostics").label.plain.endswith("(…)")
+        gated.set()
+        await complete(pilot)
+        weight = app.session.tensor("fc1.weight", "data")
+        assert table.cell_text("fc1.weight", "data") == f"‖p‖={fmt(weight.norm().item())}"
+        assert table.cell_text("fc1.weight", "last") == "p-=lr·g"
+        last = out.texts[-1]
+        assert background.PLACEHOLDER not in last
+        assert "# p ← p − lr·grad, bit-exact: True (10 params)" in last
+        assert app.placeholders == 0
+
+
+async def test_rewind_discards_results_for_records_gone(gated: threading.Event) -> None:
+    app = quiet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, *steps(5))
+        await complete(pilot)
+        gated.clear()
+        await press(pilot, "space", "p")  # step, then rewind it before its values arrive
+        gated.set()
+        await complete(pilot)
+        texts = app.query_one(OutputPane).texts
+        assert not any("· step" in t for t in texts)  # the step's block is gone, not filled
+        assert all(background.PLACEHOLDER not in t for t in texts)
+        table = app.query_one(ParamsTable)
+        weight = app.session.tensor("fc1.weight", "data")
+        assert table.cell_text("fc1.weight", "data") == f"‖p‖={fmt(weight.norm().item())}"
+        grad = app.session.tensor("fc1.weight", "grad")
+        assert table.cell_text("fc1.weight", "grad") == f"‖g‖={fmt(grad.norm().item())}"
