@@ -35,8 +35,8 @@ def capture_outputs(
     net: nn.Module,
     out: dict[str, tuple[str, torch.Tensor]],
     returned: dict[str, int] | None = None,
-    copy: Container[str] = (),
-    versions: dict[str, int] | None = None,
+    copy: Container[str] | None = None,
+    versions: dict[str, tuple[torch.Tensor, int]] | None = None,
     calls: list[ModuleCall] | None = None,
 ) -> Iterator[None]:
     """Every submodule's output, detached, into ``out`` by name (the root's as ``output``), in
@@ -45,11 +45,13 @@ def capture_outputs(
     exception escaping a module becomes a ``ModuleFailure`` naming the innermost module
     running (engine.blame).
 
-    An output is kept as it is, not copied: a fresh autograd result changes only if an
-    in-place op later in the forward writes to it (``ReLU(inplace=True)``, ``out += x``), and
-    ``versions`` records its version counter so the caller can tell (``changed``). Copied are
-    the outputs named in ``copy`` (found changed before) and those that may change after the
-    forward: leaves (a parameter, a buffer, the input) and views (of one).
+    Every output is copied (in-place ops may follow: ``ReLU(inplace=True)``, ``out += x``, a
+    write through ``.data``) unless ``copy`` names the only ones to copy: then the others are
+    kept as they are, which is for models whose code nntui ships (they write to an output
+    only in place of a later op in the same forward, and never after it). Leaves (a
+    parameter, a buffer, the input) and views (of one) are copied always. ``versions`` gets
+    each output's version counter at its return, so the caller can tell which an in-place op
+    wrote to later in the forward (``changed``): the ones to copy next time.
 
     One global pre-hook and one global hook for all three jobs: registering hooks on every
     module, or three pairs of global ones, cost more than the clones on a conv net.
@@ -71,10 +73,10 @@ def capture_outputs(
         label = names.get(id(mod))
         if label is not None and isinstance(result, torch.Tensor):
             kept = result.detach()
-            if label in copy or result.grad_fn is None or result._is_view():
+            if versions is not None:
+                versions[label] = (kept, kept._version)
+            if copy is None or label in copy or result.grad_fn is None or result._is_view():
                 kept = kept.clone()
-            elif versions is not None:
-                versions[label] = kept._version
             out[label] = (type(mod).__name__, kept)
             if returned is not None:
                 returned[label] = next(seq)
@@ -91,9 +93,9 @@ def capture_outputs(
             h.remove()
 
 
-def changed(out: dict[str, tuple[str, torch.Tensor]], versions: dict[str, int]) -> list[str]:
-    """The uncopied outputs an in-place op wrote to after their module returned them."""
-    return [k for k, v in versions.items() if k in out and out[k][1]._version != v]
+def changed(versions: dict[str, tuple[torch.Tensor, int]]) -> list[str]:
+    """The outputs an in-place op wrote to after their module returned them."""
+    return [k for k, (t, v) in versions.items() if t._version != v]
 
 
 def nonfinite(

@@ -137,6 +137,10 @@ class History:
         """Whether a kept checkpoint holds this very tensor object (not merely equal values)."""
         return id(tensor) in self._refs
 
+    def back(self, k: int) -> Checkpoint:
+        """The checkpoint ``k`` phases before the current one (0: the current one)."""
+        return self._items[-1 - k]
+
     def recent(self, n: int) -> list[Checkpoint]:
         """The newest ``n`` checkpoints still kept (fewer when the history is shorter)."""
         return [self._items[-i] for i in range(1, min(n, len(self._items)) + 1)]

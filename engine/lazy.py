@@ -13,7 +13,7 @@ their tensors (older than the rewind window) are lost.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from typing import Generic, TypeVar
 
 import torch
@@ -102,7 +102,7 @@ class Releases:
     def __init__(self) -> None:
         self._by_tensor: dict[int, list[Releasable]] = {}
         self._staged: list[tuple[tuple[torch.Tensor, ...], Releasable]] = []
-        self._staged_record: list[Releasable] = []
+        self._staged_record: list[tuple[Releasable, bool]] = []
 
     def __len__(self) -> int:
         return len(self._by_tensor)
@@ -114,18 +114,23 @@ class Releases:
     def stage(self, value: Releasable, tensors: Iterable[torch.Tensor]) -> None:
         self._staged.append((tuple(tensors), value))
 
-    def stage_record(self, value: Releasable) -> None:
-        self._staged_record.append(value)
+    def stage_record(self, value: Releasable, before: bool = False) -> None:
+        """A value of the record being made; ``before``: it also reads the tensors of the
+        checkpoint before the record's own (step's parameters before it, …)."""
+        self._staged_record.append((value, before))
 
     def commit(
         self,
         held: Callable[[torch.Tensor], bool],
-        leaving: list[list[Releasable]],
+        current: list[Releasable],
+        previous: list[Releasable] | None,
     ) -> None:
         """Register the staged values: under their tensors (one reading a tensor the history
         does not hold is released at once: it could be written in place from now on), and the
-        record's in each list of ``leaving`` (the lists of the new checkpoint and the one before
-        it, released when their checkpoint leaves; an empty ``leaving`` computes them now)."""
+        record's in ``current`` (released when the record's checkpoint leaves the history) and,
+        for those reading the checkpoint before too, in ``previous``; ``None`` means this very
+        push dropped that checkpoint: nothing has written to its tensors yet, so those values
+        are computed now rather than lost."""
         staged, self._staged = self._staged, []
         by_tensor = self._by_tensor
         checked: dict[int, bool] = {}
@@ -142,25 +147,29 @@ class Releases:
             else:
                 value.release()
         record, self._staged_record = self._staged_record, []
-        if not leaving:
-            # The checkpoint before was dropped by this very push: nothing has written to its
-            # tensors yet, so compute the record's values now rather than lose them.
-            for value in record:
+        for value, before in record:
+            current.append(value)
+            if not before:
+                continue
+            if previous is None:
                 value.compute()
-        for values in leaving:
-            values.extend(record)
+            else:
+                previous.append(value)
 
     def discard(self) -> None:
         for _, value in self._staged:
             value.release()
-        for value in self._staged_record:
+        for value, _ in self._staged_record:
             value.release()
         self._staged = []
         self._staged_record = []
 
-    def release(self, tensor: torch.Tensor) -> None:
-        """``tensor`` left the history: release every value that reads it."""
+    def release(self, tensor: torch.Tensor, keep: Container[int] = ()) -> None:
+        """``tensor`` left the history: release every value that reads it, computing first
+        those in ``keep`` (by id: the values of the record being made, still to be shown)."""
         for value in self._by_tensor.pop(id(tensor), ()):
+            if id(value) in keep:
+                value.compute()
             value.release()
 
     def release_all(self) -> None:

@@ -116,21 +116,25 @@ class PhaseRecord:
     def param(self, name: str) -> ParamState | None:
         return next((p for p in self.params if p.name == name), None)
 
+    def summaries(self) -> list[TensorSummary]:
+        """Every tensor summary this record shows (shared ones included)."""
+        out: list[TensorSummary | None] = []
+        for p in self.params:
+            out += [p.data, p.grad]
+        out += [a.summary for a in self.activations]
+        for c in self.grad_changes:
+            out += [c.before, c.fresh, c.after]
+        for s in self.step_changes:
+            out += [s.before, s.after, s.delta, *(v for _, v in s.state)]
+        return [x for x in out if x is not None]
+
     def resolve(self) -> PhaseRecord:
         """Compute every deferred value now (what ``nntui trace`` prints); returns self."""
-        summaries: list[TensorSummary | None] = []
-        for p in self.params:
-            summaries += [p.data, p.grad]
-        summaries += [a.summary for a in self.activations]
-        for c in self.grad_changes:
-            summaries += [c.before, c.fresh, c.after]
+        for summary in self.summaries():
+            summary.compute()
         for s in self.step_changes:
-            summaries += [s.before, s.after, s.delta, *(v for _, v in s.state)]
             s.sgd.get()
             s.sgd_error.get()
-        for summary in summaries:
-            if summary is not None:
-                summary.compute()
         self.changed_.get()
         self.printed_.get()
         self.checks_.get()

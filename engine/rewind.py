@@ -106,19 +106,20 @@ class Rewinding:
         self.rewind_error = None
         live, records = self._live(), list(self.records)
         versions = [p._version for p in self.params]
-        popped: list[Checkpoint] = []
-        while len(popped) < n and self.history.can_rewind():
-            popped.append(self.history.pop())
-        if not popped:
+        k = min(n, len(self.history) - 1)
+        if k <= 0:
             return 0
-        target = self.history.current
+        # Restore first, pop after: popping releases what the dropped checkpoints alone held
+        # (engine.lazy), which a failed attempt must not do to the records it keeps.
+        target = self.history.back(k)
         failure = self._restore_rebuilding(target)
         if failure is None:
-            return len(popped)
+            if target.done is not None:  # rewinding to the start reset the history already
+                for _ in range(k):
+                    self.history.pop()
+            return k
         # The recomputed forward ran (the loss failed) or did not (the forward failed).
         phase = Phase.FORWARD if self.output is None else Phase.LOSS
-        for cp in reversed(popped):
-            self.history.push(cp)
         self.records[:] = records
         self._restore(self.history.current, recompute=False)
         if [p._version for p in self.params] == versions:
@@ -212,7 +213,7 @@ class Rewinding:
         calls: list[ModuleCall] = []
         # Captured again to know which module first went non-finite (the loss names it) and
         # which module made each graph node (the loss tags them).
-        with capture_outputs(self.setup.net, captured, returned, self._copied, calls=calls):
+        with capture_outputs(self.setup.net, captured, returned, self._copy_only(), calls=calls):
             self.output = self.setup.net(input)
         self._nonfinite = Deferred.now(nonfinite(captured, returned))
         self._module_calls = tuple(calls)

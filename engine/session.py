@@ -30,7 +30,8 @@ from .history import DEFAULT_BUDGET_BYTES, Checkpoint, History
 from .lazy import Deferred, Releases
 from .modulemap import ModuleCall
 from .phases import Phase, next_iteration, next_phase
-from .recipe import Recipe, Setup, build
+from .printing import grad_fn_name, tensor_repr
+from .recipe import MODELS, Recipe, Setup, build
 from .records import (
     NOT_KEPT_TEXT,
     Activation,
@@ -41,7 +42,7 @@ from .records import (
     PhaseRecord,
     StepChange,
 )
-from .rewind import Rewinding, replace_buffers
+from .rewind import Rewinding
 from .summary import TensorSummary, all_finite, first_nonfinite, summarize, summarize_made
 
 SGD_RULES = ("sgd", "manual")
@@ -89,7 +90,12 @@ class Session(Rewinding):
         self.lr = self.recipe.lr
         # Lazy record values, released when the history lets go of what they read.
         self.releases = Releases()
-        self.history = History(history_bytes, on_release=self.releases.release)
+        # Values of the record being committed, computed rather than lost if the push that
+        # ends its phase drops the tensors they read (a tight history budget).
+        self._keep: set[int] = set()
+        self.history = History(
+            history_bytes, on_release=lambda t: self.releases.release(t, self._keep)
+        )
         # None: engine.diagnostics (the app's pane and trace's lines); False: none at all.
         if diagnose is None or diagnose is True:
             from .diagnostics import diagnose as default_diagnose
@@ -100,6 +106,10 @@ class Session(Rewinding):
 
     # ------------------------------------------------------------------ state
     def _reset_state(self) -> None:
+        # First: a value being computed on another thread (the app's) finishes before the
+        # state it may read goes; the others are released, not computed from a new state.
+        self.releases.release_all()
+        self.history.clear()
         self.setup: Setup | None = None
         self.done: Phase | None = None
         self.iteration = 0
@@ -126,10 +136,10 @@ class Session(Rewinding):
         self._new_params: list[torch.Tensor] | None = None
         self._new_opt_state: list[dict[str, Any]] | None = None
         self._live_tensors: tuple[torch.Tensor, ...] = ()
-        # Modules whose output an in-place op changed later in a forward: copied when captured.
+        # Modules whose output an in-place op changed later in a forward: copied when captured;
+        # learned from a first forward that copies every output (see ``_copy_only``).
         self._copied: set[str] = set()
-        self.releases.release_all()
-        self.history.clear()
+        self._learned = False
         self.history.push(Checkpoint(None, 0, rng=torch.get_rng_state()))
 
     @property
@@ -206,12 +216,16 @@ class Session(Rewinding):
             return phase_error(phase, iteration, exc)
         self.records.append(record)
         before = self.history.current
-        self._checkpoint(phase)
+        self._keep = {id(s) for s in record.summaries()}
+        try:
+            self._checkpoint(phase)
+        finally:
+            self._keep = set()
         # The record's values read this checkpoint's tensors and the one's before (if the
         # push dropped that one, they are released at once).
         kept = self.history.recent(2)
-        leaving = [cp.leave for cp in kept] if len(kept) == 2 and kept[1] is before else []
-        self.releases.commit(self.history.holds, leaving)
+        previous = kept[1].leave if len(kept) == 2 and kept[1] is before else None
+        self.releases.commit(self.history.holds, kept[0].leave, previous)
         return record
 
     def run_iteration(self) -> list[PhaseRecord | PhaseError]:
@@ -278,11 +292,12 @@ class Session(Rewinding):
         self.releases.stage(s, (tensor,) if s.source is not None else ())
         return s
 
-    def _lazy(self, make: Callable[[], T], fallback: T) -> Deferred[T]:
+    def _lazy(self, make: Callable[[], T], fallback: T, before: bool = False) -> Deferred[T]:
         """``make()`` when first read; it may read only tensors that this phase's checkpoint
-        or the one before it hold (released when either leaves the history)."""
+        holds, and with ``before`` those of the checkpoint before it too (released when one of
+        them leaves the history)."""
         d = Deferred(make, fallback)
-        self.releases.stage_record(d)
+        self.releases.stage_record(d, before)
         return d
 
     def _diagnosis(self, record: list[PhaseRecord]) -> Deferred[tuple[Diagnostic, ...]]:
@@ -292,6 +307,14 @@ class Session(Rewinding):
             return Deferred.now(())
         view = DiagnosisView(self.setup, self._nonfinite, self.activations)
         return self._lazy(lambda: diagnose(view, record[0]), ())
+
+    def _copy_only(self) -> set[str] | None:
+        """Which module outputs a forward copies: ``None`` (all of them) for a model of the
+        user's, whose code may write to an output at any time, even through ``.data`` where no
+        version counter sees it; for a shipped model, those an in-place op wrote to before."""
+        if self.recipe.model not in MODELS or not self._learned:
+            return None
+        return self._copied
 
     @property
     def nonfinite_modules(self) -> tuple[str, ...]:
@@ -323,26 +346,21 @@ class Session(Rewinding):
         input, _ = self.setup.data.batch(iteration)
         self._forward_rng = torch.get_rng_state()
         net = self.setup.net
-        for attempt in range(2):
-            captured: dict[str, tuple[str, torch.Tensor]] = {}
-            returned: dict[str, int] = {}
-            versions: dict[str, int] = {}
-            calls: list[ModuleCall] = []
-            with capture_outputs(net, captured, returned, self._copied, versions, calls):
-                output = net(input)
-            moved = changed(captured, versions)
-            if not moved:
-                break
-            if attempt:  # changed again though copied: nothing exact to show for them
-                for label in moved:
-                    del captured[label]
-                break
-            # An in-place op wrote to these outputs after their module returned them: the
-            # values it returned are gone. Copy them from now on, and run this forward again
-            # from the same state (RNG and BatchNorm statistics as they were before it).
-            self._copied.update(moved)
-            torch.set_rng_state(self._forward_rng)
-            replace_buffers(net, self.history.current.buffers)
+        captured: dict[str, tuple[str, torch.Tensor]] = {}
+        returned: dict[str, int] = {}
+        versions: dict[str, tuple[torch.Tensor, int]] = {}
+        calls: list[ModuleCall] = []
+        with capture_outputs(net, captured, returned, self._copy_only(), versions, calls):
+            output = net(input)
+        moved = changed(versions)
+        # Written in place later in this forward: copy them from now on. One kept uncopied
+        # (a shipped model taking a path it had not taken before) shows the written values,
+        # so it is left out of this forward's activations rather than shown wrong.
+        self._copied.update(moved)
+        self._learned = True
+        for label in moved:
+            if captured[label][1]._version != versions[label][1]:
+                del captured[label]
         if not isinstance(output, torch.Tensor):
             # Said here, where it happened: the loss would fail on it with an unrelated message.
             raise PhaseFailure(
@@ -361,8 +379,10 @@ class Session(Rewinding):
             Activation(name, kind, tuple(t.shape), self._summary(t))
             for name, (kind, t) in captured.items()
         )
-        self._live_tensors = (output,)  # the checkpoint holds it for the printed repr
-        printed = self._lazy(lambda: f"print(output)\n{output!r}", NOT_KEPT_TEXT)
+        # Detached: the record prints it later, and the tensor itself would keep its graph.
+        shown, fn = output.detach(), grad_fn_name(output)
+        self._live_tensors = (shown,)
+        printed = self._lazy(lambda: f"print(output)\n{tensor_repr(shown, fn)}", NOT_KEPT_TEXT)
         fields: dict[str, Any] = {"printed": printed, "activations": acts}
         labels = getattr(self.setup.data, "labels", None)
         if labels is not None and output.dim() == 2:  # digits: for accuracy (engine.digits)
@@ -411,11 +431,14 @@ class Session(Rewinding):
                 break
             head.append(f"print({label})  # <{type(node).__name__}>")
             node = node.next_functions[0][0] if node.next_functions else None
-        # Both: after a rewind, ``output`` is a recomputed one no earlier checkpoint holds.
-        self._live_tensors = (output, loss)
-        same = self._lazy(lambda: cross_entropy_nn_vs_f(criterion, output, target, loss), ([], ()))
+        # Detached (a graph held by a checkpoint would outlive rewinds); both, because after a
+        # rewind ``output`` is a recomputed one no earlier checkpoint holds.
+        out_d, loss_d, fn = output.detach(), loss.detach(), grad_fn_name(loss)
+        self._live_tensors = (out_d, loss_d)
+        same = self._lazy(lambda: cross_entropy_nn_vs_f(criterion, out_d, target, loss_d), ([], ()))
         printed = self._lazy(
-            lambda: "\n".join([f"print(loss)\n{loss!r}", *head, *same.get()[0]]), NOT_KEPT_TEXT
+            lambda: "\n".join([f"print(loss)\n{tensor_repr(loss_d, fn)}", *head, *same.get()[0]]),
+            NOT_KEPT_TEXT,
         )
         checks = self._lazy(lambda: same.get()[1], ())
         return {"printed": printed, "loss": value, "graph": graph, "checks": checks}
@@ -508,6 +531,7 @@ class Session(Rewinding):
                     f"print('{watch}.grad after backward')\n{now!r}"
                 ),
                 NOT_KEPT_TEXT,
+                before=True,  # .grad as the previous checkpoint holds it
             )
         return {"printed": printed, "grad_changes": tuple(changes), "changed": tuple(changed)}
 
@@ -517,26 +541,26 @@ class Session(Rewinding):
         grads = [p.grad for p in self.params]
         optimizer = self.setup.optimizer
         optimizer.step()
+        names = tuple(self.names)  # the lazy values below must not read the session later
         # The checkpoint keeps these copies (and of the optimizer state): the summaries and
         # checks below read them when asked, never the live tensors the next step writes.
         after = []
-        bad = None
+        large_bad: str | None = None
         small: list[tuple[str, torch.Tensor]] = []
         for name, p in zip(self.names, self.params):
             after.append(p.detach().clone())
             # The NaN guard: a large copy is read right after it is made, while it is still in
             # cache; the small ones together in one multi-tensor norm (finite norm, no NaN/Inf).
-            if not self.nan_guard or bad is not None:
+            if not self.nan_guard:
                 continue
-            if after[-1].numel() >= LARGE or not after[-1].is_floating_point():
-                if not all_finite(after[-1]):
-                    bad = name
-            else:
+            if after[-1].numel() < LARGE and after[-1].is_floating_point():
                 small.append((name, after[-1]))
-        if bad is None and small:
-            bad = first_nonfinite(small)
-        if bad is not None:
-            raise PhaseFailure(f"step made {bad} non-finite (NaN guard)")
+            elif large_bad is None and not all_finite(after[-1]):
+                large_bad = name
+        bad = [n for n in (large_bad, first_nonfinite(small) if small else None) if n]
+        if bad:
+            first = min(bad, key=self.names.index)  # the first in parameter order
+            raise PhaseFailure(f"step made {first} non-finite (NaN guard)")
         states = [
             {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in st.items()}
             for st in (optimizer.state.get(p, {}) for p in self.params)
@@ -551,17 +575,18 @@ class Session(Rewinding):
         facts = self._lazy(
             lambda: sgd_facts(rule or "sgd", before, grads, after, lr),
             SgdFacts((None,) * len(after), (), ()),
+            before=True,
         )
         none: Deferred[Any] = Deferred.now(None)
         for i, name in enumerate(self.names):
             self._phase_summaries[("data", name)] = after_s[i]
             a, b, g = after[i], before[i], grads[i]
             delta = summarize_made(lambda a=a, b=b: a - b, tuple(a.shape), a.dtype)
-            self.releases.stage_record(delta)
+            self.releases.stage_record(delta, before=True)
             sgd, error = none, none
             if rule is not None and g is not None:
-                sgd = self._lazy(lambda i=i: facts.get().matches[i], None)
-                error = self._lazy(lambda a=a, b=b, g=g: sgd_error(a, b, g, lr), None)
+                sgd = self._lazy(lambda i=i: facts.get().matches[i], None, before=True)
+                error = self._lazy(lambda a=a, b=b, g=g: sgd_error(a, b, g, lr), None, before=True)
             state = tuple(
                 (k, self._summary(v)) for k, v in states[i].items() if isinstance(v, torch.Tensor)
             )
@@ -569,46 +594,52 @@ class Session(Rewinding):
                 StepChange(name, self._param_states[i].data, after_s[i], delta, sgd, error, state)
             )
         watch = self.watch
+        shown = None
+        if watch:
+            wi = self.names.index(watch)
+            shown = (watch, wi, self.params[wi].requires_grad)
         compared: Deferred[tuple[str, ...]] = Deferred.now(())
         checks: Deferred[tuple[tuple[str, bool], ...]] = Deferred.now(())
         if rule is not None:
-            compared = self._lazy(lambda: facts.get().lines, ())
-            checks = self._lazy(lambda: facts.get().checks, ())
+            compared = self._lazy(lambda: facts.get().lines, (), before=True)
+            checks = self._lazy(lambda: facts.get().checks, (), before=True)
         printed = self._lazy(
-            lambda: self._step_printed(watch, before, after, states, list(compared.get())),
+            lambda: self._step_printed(
+                shown, optimizer, before, after, states, list(compared.get())
+            ),
             NOT_KEPT_TEXT,
+            before=True,
         )
         return {
             "printed": printed,
             "step_changes": tuple(changes),
             # Which moved, bit for bit: asked for by the parameters table, not by every step.
             "changed": self._lazy(
-                lambda: tuple(
-                    n for n, a, b in zip(self.names, after, before) if not bit_equal(a, b)
-                ),
-                tuple(self.names),
+                lambda: tuple(n for n, a, b in zip(names, after, before) if not bit_equal(a, b)),
+                names,
+                before=True,
             ),
             "checks": checks,
         }
 
+    @staticmethod
     def _step_printed(
-        self,
-        watch: str | None,
+        watch: tuple[str, int, bool] | None,
+        optimizer: object,
         before: tuple[torch.Tensor, ...],
         after: list[torch.Tensor],
         states: list[dict[str, Any]],
         compared: list[str],
     ) -> str:
+        """Step's printed output; reads nothing of the session (it may be reset by then)."""
         lines: list[str] = []
         if watch:
-            i = self.names.index(watch)
-            grad = self.params[i].requires_grad
+            name, i, grad = watch
             # Parameters wrapping the kept copies print exactly as the live one did then.
             then, now = nn.Parameter(before[i], grad), nn.Parameter(after[i], grad)
-            lines += [f"print(net.{watch})  # before step", repr(then)]
-            lines += [f"print(net.{watch})  # after step", repr(now)]
-            assert self.setup is not None
-            lines += optimizer_state_lines(self.setup.optimizer, states[i], watch)
+            lines += [f"print(net.{name})  # before step", repr(then)]
+            lines += [f"print(net.{name})  # after step", repr(now)]
+            lines += optimizer_state_lines(optimizer, states[i], name)
         return "\n".join(lines + compared)
 
     # -------------------------------------------------------------- param states

@@ -105,16 +105,25 @@ def test_reading_from_another_thread_while_phases_run() -> None:
     assert all(torch.isfinite(torch.tensor(x)) or x != x for x in seen)
 
 
-def test_activations_are_what_each_module_returned_despite_inplace_ops() -> None:
-    # Outputs are kept uncopied unless an in-place op writes to them later in the forward
-    # (then the forward runs again, copying those): the values must be plain PyTorch's anyway.
+@pytest.mark.parametrize("where", ["user file", "shipped"])
+def test_activations_are_what_each_module_returned_despite_inplace_ops(
+    where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A user's model has every output copied. A shipped one's outputs are kept uncopied once a
+    # first forward (copying all) showed which ones an in-place op writes to later in the
+    # forward; those are copied from then on. The values must be plain PyTorch's either way.
     from pathlib import Path
 
     from engine.bitwise import bit_equal
+    from engine.recipe import MODELS
     from tests.user_models import InPlaceNet
 
-    user = str(Path(__file__).parent / "user_models.py")
-    s = Session(Recipe(model=f"{user}:InPlaceNet", input_shape=(4, 6), lr=0.1))
+    if where == "shipped":
+        monkeypatch.setitem(MODELS, "inplace-net", (InPlaceNet, (4, 6), 3))
+        model = "inplace-net"
+    else:
+        model = f"{Path(__file__).parent / 'user_models.py'}:InPlaceNet"
+    s = Session(Recipe(model=model, input_shape=(4, 6), lr=0.1))
     s.run_next()  # define
     plain = InPlaceNet()
     plain.load_state_dict(s.setup.net.state_dict())
@@ -124,7 +133,7 @@ def test_activations_are_what_each_module_returned_despite_inplace_ops() -> None
         module.register_forward_hook(
             lambda m, a, out, name=name: returned.__setitem__(name or "output", out.clone())
         )
-    for iteration in (1, 2):
+    for iteration in (1, 2, 3):
         input, target = s.setup.data.batch(iteration)
         rng = torch.get_rng_state()
         record = s.run_next()  # forward
@@ -141,6 +150,8 @@ def test_activations_are_what_each_module_returned_despite_inplace_ops() -> None
         assert int(s.setup.net.bn.num_batches_tracked) == iteration
         for _ in range(4):  # loss, zero_grad, backward, step
             assert isinstance(s.run_next(), PhaseRecord)
+        if where == "shipped":
+            assert s._copy_only() == {"bn"}  # learned: `out += skip` writes to bn's output
         optimizer.zero_grad()
         torch.nn.functional.mse_loss(output, target).backward()
         optimizer.step()
@@ -192,3 +203,22 @@ def test_sgd_facts_equal_the_elementwise_comparison(seed: int) -> None:
     assert facts.checks == (("optim.SGD and the manual loop agree to float rounding", close),)
     assert facts.matches == (True, True)  # NaN included: the same bits
     assert sgd_facts("manual", before, grads, manual, lr).matches == (True, True)
+
+
+def test_records_print_output_and_loss_as_plain_pytorch_without_holding_graphs() -> None:
+    session = Session(Recipe(seed=4, loss="cross-entropy"))
+    records = [session.run_next() for _ in range(3)]  # define, forward, loss
+    session.rewind(1)  # back to forward: the graph is built again
+    session.run_next()  # loss again
+    for cp in (session.history.back(0), session.history.back(1)):
+        assert cp.live and all(t.grad_fn is None for t in cp.live)  # no graph kept alive
+    torch.manual_seed(4)
+    from tests.oracle import TutorialNet
+
+    net = TutorialNet()
+    input = torch.randn(1, 1, 32, 32)
+    output = net(input)
+    assert records[1].printed == f"print(output)\n{output!r}"
+    target = session.setup.data.batch(1)[1]
+    loss = torch.nn.CrossEntropyLoss()(output, target)
+    assert session.last_record.printed.startswith(f"print(loss)\n{loss!r}\n")
