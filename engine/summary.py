@@ -102,6 +102,11 @@ class TensorSummary:
         return src if isinstance(src, torch.Tensor) else None
 
     @property
+    def known_norm(self) -> float | None:
+        """The norm if it was computed already (reading it then costs nothing), else None."""
+        return self._norm
+
+    @property
     def available(self) -> bool:
         """False when some statistic was released before it was computed (see ``NOT_KEPT``)."""
         return not self._lost

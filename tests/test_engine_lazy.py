@@ -222,3 +222,15 @@ def test_records_print_output_and_loss_as_plain_pytorch_without_holding_graphs()
     target = session.setup.data.batch(1)[1]
     loss = torch.nn.CrossEntropyLoss()(output, target)
     assert session.last_record.printed.startswith(f"print(loss)\n{loss!r}\n")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_repr_from_a_detached_copy_equals_the_tensor_repr(dtype: torch.dtype) -> None:
+    from engine.printing import grad_fn_name, tensor_repr
+
+    torch.manual_seed(0)
+    for shape in [(), (6,), (12,), (1, 10), (4, 3), (64, 10), (2, 3, 4), (1000,), (0,)]:
+        for scale in (1.0, 1e-5, 1e6):
+            x = (torch.randn(shape) * scale).to(dtype).requires_grad_()
+            for y in (x * 2, (x * 2).sum(), torch.relu(x), x.reshape(-1)):
+                assert tensor_repr(y.detach(), grad_fn_name(y)) == repr(y)

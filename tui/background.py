@@ -44,7 +44,7 @@ def costly_summary(summary: TensorSummary | None) -> bool:
         return False
     # Already read (a parameter unchanged since the last phase reuses its summary): the
     # values are plain numbers now. A zero or non-finite norm needs more passes.
-    norm = getattr(summary, "_norm", None)
+    norm = summary.known_norm
     return norm is None or norm == 0 or not math.isfinite(norm)
 
 
