@@ -8,11 +8,10 @@ table (norms) never pays for a standard deviation.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 
 import torch
-
-from .lazy import LOCK
 
 HEAD = 8  # how many leading values a summary keeps, enough for conv1.bias (6)
 NAN = float("nan")
@@ -30,7 +29,17 @@ class TensorSummary:
     (a difference of two such tensors: computed once, when the first statistic is read).
     """
 
-    __slots__ = ("shape", "dtype", "numel", "_source", "_sums", "_norm", "_detail", "_lost")
+    __slots__ = (
+        "shape",
+        "dtype",
+        "numel",
+        "_source",
+        "_sums",
+        "_norm",
+        "_detail",
+        "_lost",
+        "_lock",
+    )
 
     def __init__(
         self, source: Source, shape: tuple[int, ...], dtype: torch.dtype | str, numel: int
@@ -44,6 +53,7 @@ class TensorSummary:
         # min, max, mean, std, zeros, head
         self._detail: tuple[float, float, float, float, int, tuple[float, ...]] | None = None
         self._lost = False
+        self._lock = threading.Lock()  # see engine.lazy: computing and releasing
         if numel == 0:
             self._sums, self._norm = (0.0, 0, 0), 0.0
             self._detail = (NAN, NAN, NAN, NAN, 0, ())
@@ -65,7 +75,7 @@ class TensorSummary:
     def _need(self, group: str) -> None:
         if getattr(self, group) is not None or self._lost:
             return
-        with LOCK:
+        with self._lock:
             if getattr(self, group) is not None:
                 return
             t = self._tensor()
@@ -84,7 +94,7 @@ class TensorSummary:
 
     def release(self) -> None:
         """The tensor may change from now on: keep what is known, lose the rest."""
-        with LOCK:
+        with self._lock:
             self._source = None
             if None in (self._sums, self._norm, self._detail):
                 self._lost = True
