@@ -8,10 +8,11 @@ table (norms) never pays for a standard deviation.
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable
 
 import torch
+
+from .lazy import COND
 
 HEAD = 8  # how many leading values a summary keeps, enough for conv1.bias (6)
 NAN = float("nan")
@@ -38,7 +39,7 @@ class TensorSummary:
         "_norm",
         "_detail",
         "_lost",
-        "_lock",
+        "_computing",
     )
 
     def __init__(
@@ -53,48 +54,65 @@ class TensorSummary:
         # min, max, mean, std, zeros, head
         self._detail: tuple[float, float, float, float, int, tuple[float, ...]] | None = None
         self._lost = False
-        self._lock = threading.Lock()  # see engine.lazy: computing and releasing
+        self._computing = False  # see engine.lazy.COND
         if numel == 0:
             self._sums, self._norm = (0.0, 0, 0), 0.0
             self._detail = (NAN, NAN, NAN, NAN, 0, ())
             self._source = None
 
     # ------------------------------------------------------------------ computing
-    def _tensor(self) -> torch.Tensor | None:
-        src = self._source
-        if src is None:
-            return None
+    def _tensor(self, src: Source) -> torch.Tensor:
         t = src if isinstance(src, torch.Tensor) else src()
         t = t.detach()
         if not (t.is_floating_point() or t.is_complex()):
             t = t.to(torch.float32)
-        if not isinstance(src, torch.Tensor):
-            self._source = t  # made once: the other groups read the same tensor
         return t
 
     def _need(self, group: str) -> None:
         if getattr(self, group) is not None or self._lost:
             return
-        with self._lock:
-            if getattr(self, group) is not None:
+        with COND:  # state changes only; the passes over the tensor run outside it
+            while self._computing:
+                COND.wait()
+            if getattr(self, group) is not None or self._lost:
                 return
-            t = self._tensor()
-            if t is None:
+            src = self._source
+            if src is None:
                 self._lost = True
                 return
+            self._computing = True
+            sums = self._sums
+        try:
+            t = self._tensor(src)
+            norm = detail = None
             if group == "_norm":
-                self._norm = float(t.norm().item())
+                norm = float(t.norm().item())
             else:
-                if self._sums is None:
-                    self._sums = _sums(t)
+                if sums is None:
+                    sums = _sums(t)
                 if group == "_detail":
-                    self._detail = _detail(t, *self._sums[1:])
+                    detail = _detail(t, *sums[1:])
+        except BaseException:
+            with COND:
+                self._computing = False
+                COND.notify_all()
+            raise
+        with COND:
+            self._computing = False
+            COND.notify_all()
+            if self._source is not None and not isinstance(src, torch.Tensor):
+                self._source = t  # made once: the other groups read the same tensor
+            self._sums = self._sums or sums
+            self._norm = self._norm if norm is None else norm
+            self._detail = self._detail or detail
             if None not in (self._sums, self._norm, self._detail):
                 self._source = None  # everything known: let the tensor go
 
     def release(self) -> None:
         """The tensor may change from now on: keep what is known, lose the rest."""
-        with self._lock:
+        with COND:
+            while self._computing:
+                COND.wait()
             self._source = None
             if None in (self._sums, self._norm, self._detail):
                 self._lost = True
