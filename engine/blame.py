@@ -14,11 +14,8 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from torch.nn.modules.module import (
-    register_module_forward_hook,
-    register_module_forward_pre_hook,
-)
 
+from .modulemap import module_hooks
 from .summary import shape_text
 
 # What user model code can raise, all of it: ``except Exception`` misses a stray ``sys.exit()``
@@ -117,13 +114,9 @@ def blame_modules(net: nn.Module) -> Iterator[None]:
     module (which cost more than a small model's forward itself).
     """
     blame = Blame(net)
-    handles = [
-        register_module_forward_pre_hook(blame.pre),
-        register_module_forward_hook(lambda mod, args, result: blame.post(mod)),
-    ]
-    try:
-        with blame.catching():
-            yield
-    finally:
-        for h in handles:
-            h.remove()
+
+    def post(mod: nn.Module, args: Any, kwargs: dict[str, Any], result: Any) -> None:
+        blame.post(mod)
+
+    with module_hooks(blame.pre, post), blame.catching():
+        yield

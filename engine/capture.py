@@ -9,13 +9,9 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from torch.nn.modules.module import (
-    register_module_forward_hook,
-    register_module_forward_pre_hook,
-)
 
 from .blame import Blame
-from .modulemap import CallRecorder, ModuleCall
+from .modulemap import CallRecorder, ModuleCall, module_hooks
 from .summary import all_finite
 
 
@@ -81,16 +77,8 @@ def capture_outputs(
             if returned is not None:
                 returned[label] = next(seq)
 
-    handles = [
-        register_module_forward_pre_hook(pre),
-        register_module_forward_hook(post, with_kwargs=True),
-    ]
-    try:
-        with blame.catching():
-            yield
-    finally:
-        for h in handles:
-            h.remove()
+    with module_hooks(pre, post), blame.catching():
+        yield
 
 
 def changed(versions: dict[str, tuple[torch.Tensor, int]]) -> list[str]:

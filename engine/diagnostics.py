@@ -40,7 +40,7 @@ from .records import Diagnostic, PhaseRecord
 from .summary import fmt
 
 if TYPE_CHECKING:
-    from .session import DiagnosisView as Session
+    from .session import DiagnosisView
 
 KINDS = (
     "unused",
@@ -59,7 +59,7 @@ DEAD_RELU_SHARE = 0.25
 LISTED = 3  # names spelled out in a message before "…"
 
 
-def diagnose(session: Session, record: PhaseRecord) -> tuple[Diagnostic, ...]:
+def diagnose(session: DiagnosisView, record: PhaseRecord) -> tuple[Diagnostic, ...]:
     """The diagnostics of the state ``record`` left the session in."""
     if session.setup is None:
         return ()
@@ -184,7 +184,7 @@ def _bad(nans: int, infs: int, numel: int) -> str:
     return " and ".join(p for p in parts if p) + f" of {numel}"
 
 
-def forward_nonfinite(session: Session, record: PhaseRecord) -> list[Diagnostic]:
+def forward_nonfinite(session: DiagnosisView, record: PhaseRecord) -> list[Diagnostic]:
     if not session.nonfinite_modules:
         return []
     first = session.nonfinite_modules[0]
@@ -202,7 +202,7 @@ def forward_nonfinite(session: Session, record: PhaseRecord) -> list[Diagnostic]
     ]
 
 
-def loss_nonfinite(session: Session, record: PhaseRecord) -> list[Diagnostic]:
+def loss_nonfinite(session: DiagnosisView, record: PhaseRecord) -> list[Diagnostic]:
     if record.loss is None or math.isfinite(record.loss):
         return []
     if session.nonfinite_modules:

@@ -141,10 +141,6 @@ class History:
         """The checkpoint ``k`` phases before the current one (0: the current one)."""
         return self._items[-1 - k]
 
-    def recent(self, n: int) -> list[Checkpoint]:
-        """The newest ``n`` checkpoints still kept (fewer when the history is shorter)."""
-        return [self._items[-i] for i in range(1, min(n, len(self._items)) + 1)]
-
     def holds_id(self, key: int) -> bool:
         return key in self._refs
 

@@ -16,7 +16,7 @@ The walk runs on the integer graph ``engine.graph.walk_grad_fn`` already built, 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -84,26 +84,36 @@ class CallRecorder:
 
 
 @contextmanager
-def record_calls(net: nn.Module, calls: list[ModuleCall]) -> Iterator[None]:
-    """Inside this block every submodule call of ``net`` is appended to ``calls`` on return.
-
-    Two global module hooks instead of two per module: registering and removing thousands of
-    per-module hooks costs far more than the calls themselves (250 ms for 8,000 modules).
-    Other modules (another model in another thread) are ignored by identity.
-    """
-    recorder = CallRecorder(net, calls)
+def module_hooks(
+    pre: Callable[[nn.Module, tuple[Any, ...]], None],
+    post: Callable[[nn.Module, tuple[Any, ...], dict[str, Any], Any], None],
+) -> Iterator[None]:
+    """One global forward pre-hook and one global forward hook (given the kwargs too) for the
+    block. Global rather than per module: registering and removing thousands of per-module
+    hooks costs far more than the calls themselves (250 ms for 8,000 modules). They fire for
+    every module; the callers filter by identity."""
     handles = [
-        register_module_forward_pre_hook(recorder.pre),
-        register_module_forward_hook(
-            lambda mod, args, kwargs, result: recorder.post(mod, kwargs, result),
-            with_kwargs=True,
-        ),
+        register_module_forward_pre_hook(pre),
+        register_module_forward_hook(post, with_kwargs=True),
     ]
     try:
         yield
     finally:
         for h in handles:
             h.remove()
+
+
+@contextmanager
+def record_calls(net: nn.Module, calls: list[ModuleCall]) -> Iterator[None]:
+    """Inside this block every submodule call of ``net`` is appended to ``calls`` on return.
+
+    Other modules (another model in another thread) are ignored by identity.
+    """
+    recorder = CallRecorder(net, calls)
+    with module_hooks(
+        recorder.pre, lambda mod, args, kwargs, result: recorder.post(mod, kwargs, result)
+    ):
+        yield
 
 
 def assign_modules(

@@ -223,9 +223,10 @@ class Session(Rewinding):
             self._keep = set()
         # The record's values read this checkpoint's tensors and the one's before (if the
         # push dropped that one, they are released at once).
-        kept = self.history.recent(2)
-        previous = kept[1].leave if len(kept) == 2 and kept[1] is before else None
-        self.releases.commit(self.history.holds, kept[0].leave, previous)
+        # ``before`` is gone if this push dropped it.
+        kept_before = len(self.history) > 1 and self.history.back(1) is before
+        previous = before.leave if kept_before else None
+        self.releases.commit(self.history.holds, self.history.current.leave, previous)
         return record
 
     def run_iteration(self) -> list[PhaseRecord | PhaseError]:
