@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .modulemap import module_hooks
+from .modulemap import module_hooks, module_paths
 from .summary import shape_text
 
 # What user model code can raise, all of it: ``except Exception`` misses a stray ``sys.exit()``
@@ -71,8 +71,9 @@ def describe(
 class Blame:
     """The stack of modules running, for ``blame_modules`` and whoever registers its hooks."""
 
-    def __init__(self, net: nn.Module) -> None:
-        self.paths = {id(m): path for path, m in net.named_modules()}
+    def __init__(self, net: nn.Module, paths: dict[int, str] | None = None) -> None:
+        # ``paths``: id(module) -> dotted path, when the caller has walked the modules already.
+        self.paths = paths if paths is not None else module_paths(net)
         # (path, module, its args): shapes are read only if it fails, while still running.
         self.stack: list[tuple[str, nn.Module, tuple[Any, ...]]] = []
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from .blame import Blame
-from .modulemap import CallRecorder, ModuleCall, module_hooks
+from .modulemap import CallRecorder, ModuleCall, module_hooks, module_paths
 from .summary import all_finite
 
 
@@ -52,10 +52,11 @@ def capture_outputs(
     One global pre-hook and one global hook for all three jobs: registering hooks on every
     module, or three pairs of global ones, cost more than the clones on a conv net.
     """
-    names = {id(m): (name or "output") for name, m in net.named_modules()}
+    paths = module_paths(net)  # one walk of the modules for the three jobs
+    names = {k: (name or "output") for k, name in paths.items()}
     seq = itertools.count()
-    blame = Blame(net)
-    recorder = CallRecorder(net, calls) if calls is not None else None
+    blame = Blame(net, paths)
+    recorder = CallRecorder(net, calls, paths) if calls is not None else None
 
     def pre(mod: nn.Module, args: tuple[Any, ...]) -> None:
         blame.pre(mod, args)

@@ -54,11 +54,19 @@ def _grad_fns(obj: Any, out: list[Any]) -> None:
             _grad_fns(item, out)
 
 
+def module_paths(net: nn.Module) -> dict[int, str]:
+    """id(module) -> its dotted path in ``net`` (``""`` for ``net`` itself)."""
+    return {id(m): path for path, m in net.named_modules()}
+
+
 class CallRecorder:
     """The two halves of ``record_calls``, for whoever registers the hooks."""
 
-    def __init__(self, net: nn.Module, calls: list[ModuleCall]) -> None:
-        self.names = {id(m): name for name, m in net.named_modules() if name}  # root: untagged
+    def __init__(
+        self, net: nn.Module, calls: list[ModuleCall], paths: dict[int, str] | None = None
+    ) -> None:
+        paths = paths if paths is not None else module_paths(net)
+        self.names = {k: name for k, name in paths.items() if name}  # root: untagged
         self.calls = calls
         # A module may be re-entered before it returns (recursion, a module calling itself
         # through a parent): its pending inputs are a stack.

@@ -7,7 +7,7 @@ a phase that raises is undone by restoring the checkpoint it started from.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any, TypeVar
 
 import torch
@@ -72,6 +72,19 @@ class DiagnosisView:
 Diagnose = Callable[[DiagnosisView, PhaseRecord], tuple[Diagnostic, ...]]
 
 
+class RecordIds:
+    """The ids of a record's summaries, listed only if asked: most pushes drop nothing."""
+
+    def __init__(self, record: PhaseRecord) -> None:
+        self._record = record
+        self._ids: set[int] | None = None
+
+    def __contains__(self, key: object) -> bool:
+        if self._ids is None:
+            self._ids = {id(s) for s in self._record.summaries()}
+        return key in self._ids
+
+
 class Session(Rewinding):
     """One training loop, stepped a phase at a time."""
 
@@ -92,7 +105,7 @@ class Session(Rewinding):
         self.releases = Releases()
         # Values of the record being committed, computed rather than lost if the push that
         # ends its phase drops the tensors they read (a tight history budget).
-        self._keep: set[int] = set()
+        self._keep: Container[int] = frozenset()
         self.history = History(
             history_bytes, on_release=lambda t: self.releases.release(t, self._keep)
         )
@@ -216,11 +229,11 @@ class Session(Rewinding):
             return phase_error(phase, iteration, exc)
         self.records.append(record)
         before = self.history.current
-        self._keep = {id(s) for s in record.summaries()}
+        self._keep = RecordIds(record)
         try:
             self._checkpoint(phase)
         finally:
-            self._keep = set()
+            self._keep = frozenset()
         # The record's values read this checkpoint's tensors and the one's before (if the
         # push dropped that one, they are released at once).
         # ``before`` is gone if this push dropped it.
