@@ -147,3 +147,41 @@ def test_bad_lang_is_one_line_exit_2(capsys):
         main(["trace", "--lang", "fr"])
     assert exit.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def _digits_losses(**kw: object) -> tuple[float, float]:
+    """Means of the first and the last 10 of 100 losses, a plain PyTorch loop on the digits
+    batches the engine serves (the hint's figures must be what training really does)."""
+    from engine.recipe import build
+
+    recipe = Recipe(data="digits", loss="cross-entropy", **kw)
+    setup = build(recipe)
+    losses = []
+    for i in range(1, 101):
+        input, target = setup.data.batch(i)
+        setup.optimizer.zero_grad()
+        loss = setup.criterion(setup.net(input), target)
+        loss.backward()
+        setup.optimizer.step()
+        losses.append(loss.item())
+    return sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+
+
+def test_slow_sgd_on_digits_is_said_with_figures_that_hold():
+    hint = explanation(Phase.STEP, Recipe(data="digits", loss="cross-entropy")).look
+    first, last = _digits_losses()
+    assert f"cross-entropy {first:.3f} → {last:.3f}" in hint
+    assert last > 0.99 * first  # "very slowly"
+    a, b = _digits_losses(optimizer="adam", lr=0.001)
+    assert f"--lr 0.001 ({a:.2f} → {b:.2f})" in hint and b < 0.3 * a
+    a, b = _digits_losses(lr=0.1)
+    assert f"lr 0.1 ({a:.2f} → {b:.2f})" in hint and b < 0.9 * a
+    ko = explanation(Phase.STEP, Recipe(data="digits", optimizer="manual"), lang="ko").look
+    assert f"{first:.3f} → {last:.3f}" in ko and HANGUL.search(ko)
+    # Only where it applies: random data, a faster lr, another optimizer.
+    for recipe in (
+        Recipe(),
+        Recipe(data="digits", lr=0.1),
+        Recipe(data="digits", optimizer="adam"),
+    ):
+        assert "digits loss" not in explanation(Phase.STEP, recipe).look
