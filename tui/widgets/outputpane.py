@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Sequence
 from functools import lru_cache, partial
 
 from rich.syntax import Syntax
 from rich.text import Text
-from textual.containers import VerticalScroll
-from textual.widgets import Static
+from textual.content import Content
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.visual import Visual
 
 from engine import PhaseRecord
 
@@ -20,6 +24,7 @@ from .codepane import THEME
 MAX_BLOCKS = 60
 # A printed line that is code (``print(...)``, an assignment, a comment), not program output.
 _CODE_LINE = re.compile(r"^(print\(|#|[A-Za-z_][\w.]*\s*=\s)")
+STYLE_NAMES = ("title", "skipped", "out", "note", "warn")
 
 
 def title(record: PhaseRecord) -> str:
@@ -71,62 +76,131 @@ def _code(line: str) -> Text:
     return text
 
 
-class OutBlock(Static):
-    """One phase's block; remembers its record so a rewound-and-rerun phase is replaced.
+class Block:
+    """One phase's block: its record, what the background thread read of it, its lines.
 
     A big model's block (``costly_record``) shows its code and ``PLACEHOLDER`` first; the
     printed text, notes and diagnostics are read on the app's background thread.
     """
 
-    COMPONENT_CLASSES = {"outblock--title", "outblock--out", "outblock--note", "outblock--warn"}
+    __slots__ = ("record", "watch", "parts", "lines", "strips")
 
     def __init__(self, record: PhaseRecord, watch: str | None) -> None:
-        super().__init__(classes="skipped" if record.skipped else "")
         self.record = record
         self.watch = watch
-        self._parts: Parts | None = None
+        self.parts: Parts | None = None
+        self.lines: list[Text] = []
+        # (line, width) -> the line drawn at that width (the pane's virtual width).
+        self.strips: dict[tuple[int, int], Strip] = {}
 
-    def on_mount(self) -> None:
-        self.ask()
-        self.update(self.render_block())
 
-    @property
-    def waiting(self) -> bool:
-        """Shows the placeholder until the background thread reads the record."""
-        return self._parts is None and costly_record(self.record) and bool(background_of(self.app))
+class OutputPane(ScrollView, can_focus=True):
+    """Mirrors the session's log: blocks for records gone after a rewind are removed.
 
-    def ask(self) -> None:
-        """Queue the record's reading if this block waits for it (again after a new snapshot:
+    One widget draws every block line by line (a blank line after each): a phase adds its
+    lines and draws them, instead of mounting a widget and laying the pane out again.
+    """
+
+    COMPONENT_CLASSES = {f"outputpane--{name}" for name in STYLE_NAMES}
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._blocks: list[Block] = []
+        self._tops: list[int] = []  # first line of each block
+        self._styles: tuple[str, ...] = ()
+
+    # ------------------------------------------------------------------ the log
+    def sync(self, records: Sequence[PhaseRecord], watch: str | None) -> None:
+        shown = list(records[-MAX_BLOCKS:])
+        alive = {id(r) for r in shown}
+        blocks = self._blocks
+        # Blocks whose record slid out of the window (or was rewound away) go first.
+        first = 0
+        while first < len(blocks) and id(blocks[first].record) not in alive:
+            first += 1
+        kept = blocks[first:]
+        if kept and kept[0].record is not shown[0]:
+            kept = []  # rewound to before the oldest block on screen: rebuild the window
+        keep = 0
+        while keep < len(kept) and keep < len(shown) and kept[keep].record is shown[keep]:
+            keep += 1
+        removed = first > 0 or keep < len(kept)
+        kept = kept[:keep]
+        for block in kept:
+            self._ask(block)
+        new = [Block(r, watch) for r in shown[keep:]]
+        for block in new:
+            self._ask(block)
+            self._draw(block)
+        self._blocks = kept + new
+        self._layout_lines()
+        if removed:
+            self.refresh()
+        elif new:
+            start = self._tops[len(kept)]
+            self.refresh_lines(start, self.virtual_size.height - start)
+        self._scroll_to_end()
+
+    def _ask(self, block: Block) -> None:
+        """Queue the record's reading if ``block`` waits for it (again after a new snapshot:
         the background drops what an older one queued)."""
         bg = background_of(self.app)
-        if bg is not None and self.waiting:
-            bg.submit(self, partial(block_parts, self.record, self.watch), self.ready)
+        if bg is not None and self._waiting(block):
+            bg.submit(
+                block, partial(block_parts, block.record, block.watch), partial(self._ready, block)
+            )
 
-    def ready(self, parts: Parts) -> None:
-        """On the event loop: the background thread read the record."""
-        if self._parts is not None or not self.is_attached:
+    def _waiting(self, block: Block) -> bool:
+        """Shows the placeholder until the background thread reads the record."""
+        return block.parts is None and costly_record(block.record) and bool(background_of(self.app))
+
+    def _ready(self, block: Block, parts: Parts) -> None:
+        """On the event loop: the background thread read ``block``'s record."""
+        if block.parts is not None or block not in self._blocks:
             return  # removed (rewound away, or scrolled out of the window): nothing to show
-        self._parts = parts
-        self.update(self.render_block())
-        if isinstance(self.parent, OutputPane) and self.parent.children[-1] is self:
-            self.parent.scroll_end(animate=False)  # the newest block grew: keep it in view
+        block.parts = parts
+        self._draw(block)
+        self._layout_lines()
+        self.refresh()
+        if block is self._blocks[-1]:
+            self._scroll_to_end()  # the newest block grew: keep it in view
 
+    def _scroll_to_end(self) -> None:
+        # At once, so this frame already shows the newest lines; once more after the layout,
+        # in case a new horizontal scrollbar took a line of the view.
+        self.scroll_end(animate=False, immediate=True)
+        self.scroll_end(animate=False)
+
+    def _layout_lines(self) -> None:
+        tops, y, width = [], 0, 0
+        for block in self._blocks:
+            tops.append(y)
+            y += len(block.lines) + 1  # a blank line after every block
+            width = max([width, *(line.cell_len for line in block.lines)])
+        self._tops = tops
+        self.virtual_size = Size(width, y)
+
+    # ------------------------------------------------------------------ drawing
     def _style(self, name: str) -> str:
-        return str(self.get_component_rich_style(f"outblock--{name}", partial=True))
+        return str(self.get_component_rich_style(f"outputpane--{name}", partial=True))
 
-    def render_block(self) -> Text:
-        record = self.record
+    def _draw(self, block: Block) -> None:
+        block.lines = self.block_text(block).split("\n", allow_blank=True)
+        block.strips.clear()
+
+    def block_text(self, block: Block) -> Text:
+        record = block.record
         text = Text(no_wrap=True)
-        text.append(title(record), style=self._style("title"))
+        text.append(title(record), style=self._style("skipped" if record.skipped else "title"))
         text.append("\n")
         for line in record.code.splitlines():
             text.append(">>> ", style=self._style("out"))
             text.append_text(_code(line))
             text.append("\n")
-        if self.waiting:
+        if self._waiting(block):
             text.append(PLACEHOLDER, style=PLACEHOLDER_STYLE)
             return text
-        printed, block_notes, diagnostics = self._parts or block_parts(record, self.watch)
+        printed, block_notes, diagnostics = block.parts or block_parts(record, block.watch)
         in_output = False
         for line in printed.splitlines():
             if not line.strip():
@@ -151,43 +225,44 @@ class OutBlock(Static):
         text.rstrip()
         return text
 
-    @property
-    def plain(self) -> str:
-        return self.render_block().plain
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        if not self.is_mounted:
+            return
+        styles = tuple(self._style(name) for name in STYLE_NAMES)
+        if styles != self._styles:  # a new theme: the lines carry the old colours
+            self._styles = styles
+            for block in self._blocks:
+                self._draw(block)
+            self.refresh()
 
+    def on_resize(self) -> None:
+        for block in self._blocks:
+            block.strips.clear()  # drawn as wide as the pane, at least
+        self.refresh()
 
-class OutputPane(VerticalScroll, can_focus=True):
-    """Mirrors the session's log: blocks for records gone after a rewind are removed."""
-
-    def sync(self, records: Sequence[PhaseRecord], watch: str | None) -> None:
-        shown = list(records[-MAX_BLOCKS:])
-        alive = {id(r) for r in shown}
-        blocks = list(self.query(OutBlock))
-        # Blocks whose record slid out of the window (or was rewound away) go first.
-        while blocks and id(blocks[0].record) not in alive:
-            blocks.pop(0).remove()
-        if blocks and blocks[0].record is not shown[0]:
-            # Rewound to before the oldest block on screen: rebuild the window.
-            for block in blocks:
-                block.remove()
-            blocks = []
-        keep = 0
-        while keep < len(blocks) and keep < len(shown) and blocks[keep].record is shown[keep]:
-            keep += 1
-        for block in blocks[keep:]:
-            block.remove()
-        for block in blocks[:keep]:
-            block.ask()
-        self._append(shown[keep:], watch)
-
-    def _append(self, records: Sequence[PhaseRecord], watch: str | None) -> None:
-        if records:
-            self.mount_all(OutBlock(r, watch) for r in records)
-        # scroll_end waits for the next layout itself (the new blocks' heights): deferring it
-        # once more cost another frame after the phase's, painted late.
-        self.scroll_end(animate=False)
+    def render_line(self, y: int) -> Strip:
+        # Lines are not padded: Textual fills the rest of the row with the pane's background,
+        # as it did around the blocks' text before.
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.scrollable_content_region.width
+        index = y + scroll_y
+        i = bisect_right(self._tops, index) - 1
+        line = index - self._tops[i] if i >= 0 else -1
+        if i < 0 or not 0 <= line < len(self._blocks[i].lines):
+            return Strip([], 0)  # the blank line after a block, or below the last
+        block = self._blocks[i]
+        full = max(self.virtual_size.width, width)
+        strip = block.strips.get((line, full))
+        if strip is None:
+            # Textual's own pipeline for text (as a Static draws it): the same cells as before.
+            content = Content.from_rich_text(block.lines[line])
+            strips = Visual.to_strips(self, content, full, 1, self.visual_style)
+            strip = strips[0] if strips else Strip([], 0)
+            block.strips[(line, full)] = strip
+        return strip.crop(scroll_x, scroll_x + width)
 
     @property
     def texts(self) -> list[str]:
         """Plain text of every block, oldest first (for tests and copy)."""
-        return [b.plain for b in self.query(OutBlock)]
+        return [self.block_text(b).plain for b in self._blocks]
