@@ -7,7 +7,10 @@ milliseconds): rows scrolled out of view must not pay for it until they are scro
 from __future__ import annotations
 
 import torch
+from rich.segment import Segment
+from rich.style import Style
 from textual.app import App, ComposeResult
+from textual.widgets import DataTable
 
 from engine import Phase, PhaseRecord, Recipe, Session
 from engine.lazy import Deferred
@@ -111,3 +114,46 @@ async def test_a_table_updated_phase_by_phase_draws_as_a_fresh_one() -> None:
             app.set_focus(None)  # the focused table draws its header and cursor brighter
             await pilot.pause()
             assert _lines(updated) == _lines(fresh), record.phase
+
+
+class StyledTable(App[None]):
+    CSS = """
+    ParamsTable { height: 12; }
+    ParamsTable > .paramstable--changed { color: $warning; text-style: bold; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield ParamsTable(id="params")
+
+
+async def test_cells_draw_as_datatable_draws_them() -> None:
+    # ParamsTable draws its one-line cells itself (DataTable's rich pipeline was most of each
+    # frame): every cell, header included, in every cursor/hover state and focused or not,
+    # must come out as DataTable's own _render_cell makes it.
+    session = Session(Recipe(seed=0))
+    app = StyledTable()
+    async with app.run_test(size=(80, 20)) as pilot:
+        table = app.query_one(ParamsTable)
+        for _ in range(6):  # define … step: created, g=new, p-=lr·g, None grads, highlights
+            session.run_next()
+            table.show(session.records[-1], "conv1.bias")
+            for focused in (True, False):
+                app.set_focus(table if focused else None)
+                await pilot.pause()
+                table._pseudo_class_state = table.get_pseudo_class_state()
+                for row in range(-1, table.row_count):
+                    for column, key in enumerate(table.columns):
+                        width = table.columns[key].get_render_width(table)
+                        for cursor in (False, True):
+                            for hover in (False, True):
+                                args = (row, column, table.rich_style, width, cursor, hover)
+                                table._cell_render_cache.clear()
+                                ours = table._render_cell(*args)
+                                table._cell_render_cache.clear()
+                                theirs = DataTable._render_cell(table, *args)
+                                assert _simple(ours) == _simple(theirs), (row, key, args)
+
+
+def _simple(lines: list[list[Segment]]) -> list[list[tuple[str, Style | None]]]:
+    """Text and style per cell position (how segments are split does not show)."""
+    return [[(ch, seg.style) for seg in line for ch in seg.text] for line in lines]

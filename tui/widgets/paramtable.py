@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
+from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.css.scalar import Unit
 from textual.message import Message
@@ -292,6 +295,90 @@ class ParamsTable(DataTable, inherit_bindings=True):
                         _read(cell)
         if selected in names:
             self.move_cursor(row=names.index(selected), animate=False)
+
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> list[list[Segment]]:
+        """One cell's line, as DataTable draws it, without rich's layout machinery.
+
+        DataTable (Textual 8.2.8, pinned) renders each cell through ``Padding``, ``Styled`` and
+        ``Console.render_lines`` (about 0.1 ms a cell), and drops every cell it drew when any
+        cell changes: most phases change a column of every row, so the whole table is drawn
+        again each key press (7-9 ms of the frame). Our cells are one-line ``Text``s: this
+        draws them straight to segments with the same styles (left or right justified, cut to
+        the width, padded with the pre/post styles), 3-4 times faster. Anything else takes
+        DataTable's own path. ``tests/test_widget_paramtable.py`` checks both agree, cell by
+        cell.
+        """
+        header = row_index == -1
+        row_key = self._header_row_key if header else self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        row = None if header or row_key is None else self.rows.get(row_key)
+        if column_index < 0 or width <= 0 or (row is not None and row.height != 1):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        key = (
+            row_key,
+            column_key,
+            base_style,
+            cursor,
+            hover,
+            self._show_hover_cursor,
+            self._update_count,
+            self._pseudo_class_state,
+        )
+        cache = self._cell_render_cache
+        if key in cache:
+            return cache[key]
+        cell = self._get_row_renderables(row_index).cells[column_index]
+        if isinstance(cell, StatCell):
+            fresh = not cell.drawn
+            text = cell.text
+            if fresh and cell.drawn:  # as StatCell.__rich_console__: the column may widen
+                self.drawn_late(cell)
+        else:
+            text = cell
+        justify = text.justify if isinstance(text, Text) else None
+        if not isinstance(text, Text) or "\n" in text.plain or "\t" in text.plain:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        if justify not in (None, "default", "left", "right"):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        component_style, post_style = self._get_styles_to_render_cell(
+            header,
+            False,
+            False,
+            hover,
+            cursor,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self.cursor_foreground_priority == "css",
+            self.cursor_background_priority == "css",
+        )
+        pre_style = base_style + Style.from_meta({"row": row_index, "column": column_index})
+        pre_style += component_style
+        # What Text.wrap(no_wrap=True) and Lines.justify do to a single line.
+        overflow = text.overflow or "fold"
+        line = text.copy()
+        line.rstrip_end(width)
+        if justify == "right":
+            line.rstrip()
+            line.truncate(width, overflow=overflow)
+            line.pad_left(width - cell_len(line.plain))
+        elif justify == "left":
+            line.truncate(width, overflow=overflow, pad=True)
+        line.truncate(width, overflow=overflow)
+        # Joined as Text.__rich_console__ joins its lines: the line's own style becomes a span.
+        segments = list(Text("\n").join([line]).render(self.app.console, end=""))
+        if line.cell_len < width:  # Padding's fill, unstyled until Styled adds its styles
+            segments.append(Segment(" " * (width - line.cell_len)))
+        lines = [list(Segment.apply_style(segments, pre_style, post_style))]
+        cache[key] = lines
+        return lines
 
     def _changes_now(self, record: PhaseRecord | None) -> dict[str, str] | None:
         """What ``record``'s phase changed per parameter; None while the background thread
