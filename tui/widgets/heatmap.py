@@ -394,6 +394,20 @@ class HeatmapCanvas(ScrollView):
         return self._strips[line].crop_extend(scroll_x, scroll_x + width, style).apply_style(style)
 
 
+def _same_view(
+    old: tuple[str, str, str, bool, np.ndarray | None],
+    new: tuple[str, str, str, bool, np.ndarray | None],
+) -> bool:
+    """Same words and the very same values, bit for bit (``-0.0`` is not ``0.0``, a NaN is
+    itself): only then may the drawing stay."""
+    if old[:4] != new[:4]:
+        return False
+    a, b = old[4], new[4]
+    if a is None or b is None:
+        return a is b
+    return a.shape == b.shape and np.array_equal(a.view(np.int64), b.view(np.int64))
+
+
 class TensorView(Vertical):
     """A titled heatmap of one tensor with its colour legend and summary line."""
 
@@ -403,6 +417,9 @@ class TensorView(Vertical):
         super().__init__(id=id, classes=classes, name=name)
         self.title_text = ""
         self.summary_text = ""
+        # What is on screen: a phase that left the tensor as it was (forward, loss after a
+        # step) redraws nothing.
+        self._shown: tuple[str, str, str, bool, np.ndarray | None] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="tensor-title", classes="tensor-title", markup=False)
@@ -426,10 +443,15 @@ class TensorView(Vertical):
         """Show ``values`` (any array-like; ``None`` = the tensor does not exist, e.g. a
         ``.grad`` before the first backward, shown as ``none_text``). ``maps``: an
         activation, whose feature maps wrap into rows (:func:`layout_tensor`)."""
+        array = None if values is None else np.array(values, dtype=np.float64, copy=True)
+        if self._shown is not None and _same_view(
+            self._shown, (title, summary, none_text, maps, array)
+        ):
+            return
+        self._shown = (title, summary, none_text, maps, array)
         self.title_text = title
         self.summary_text = summary
         self.query_one("#tensor-title", Static).update(Text(title, style="bold"))
-        array = None if values is None else np.array(values, dtype=np.float64, copy=True)
         if array is not None and array.size == 0:
             self.canvas.set_values(None, f"empty tensor {list(array.shape)}")
             array = None
