@@ -456,15 +456,22 @@ class NNTuiApp(App[None]):
 
     def _label_diagnostics(self, record: PhaseRecord | None) -> None:
         tab = self.query_one(TabbedContent).get_tab("tab-diagnostics")
+
+        def relabel(label: str) -> None:
+            # The same words most phases: a new label lays the tab strip out and moves its
+            # underline (milliseconds of the key's frame) for nothing.
+            if tab.label.plain != label:
+                tab.label = label
+
         if not costly_record(record):
-            tab.label = tab_label(record)
+            relabel(tab_label(record))
             return
-        tab.label = f"diagnostics ({PLACEHOLDER})"
+        relabel(f"diagnostics ({PLACEHOLDER})")
 
         def ready(label: str) -> None:
             snap = self.snapshot
             if snap is not None and snap.last is record:
-                tab.label = label
+                relabel(label)
 
         self.background.submit(("tab-label", id(record)), partial(tab_label, record), ready)
 
