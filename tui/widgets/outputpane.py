@@ -190,11 +190,12 @@ class OutputPane(ScrollView, can_focus=True):
 
     def block_text(self, block: Block) -> Text:
         record = block.record
+        style = {name: self._style(name) for name in STYLE_NAMES}
         text = Text(no_wrap=True)
-        text.append(title(record), style=self._style("skipped" if record.skipped else "title"))
+        text.append(title(record), style=style["skipped" if record.skipped else "title"])
         text.append("\n")
         for line in record.code.splitlines():
-            text.append(">>> ", style=self._style("out"))
+            text.append(">>> ", style=style["out"])
             text.append_text(_code(line))
             text.append("\n")
         if self._waiting(block):
@@ -206,22 +207,22 @@ class OutputPane(ScrollView, can_focus=True):
             if not line.strip():
                 continue  # the tutorial's blank separators cost a row each in a small pane
             if line.startswith("#"):
-                text.append(line, style=self._style("note"))  # a remark, not code that ran
+                text.append(line, style=style["note"])  # a remark, not code that ran
                 in_output = False
             elif _CODE_LINE.match(line):
-                text.append(">>> ", style=self._style("out"))
+                text.append(">>> ", style=style["out"])
                 text.append_text(_code(line))
                 in_output = False
             else:
                 if not in_output:
-                    text.append("Out:\n", style=self._style("out"))
+                    text.append("Out:\n", style=style["out"])
                     in_output = True
                 text.append(line)
             text.append("\n")
         for note in block_notes:
-            text.append(note + "\n", style=self._style("note"))
+            text.append(note + "\n", style=style["note"])
         for diag in diagnostics:
-            text.append(diag + "\n", style=self._style("warn"))
+            text.append(diag + "\n", style=style["warn"])
         text.rstrip()
         return text
 
