@@ -148,6 +148,7 @@ async def test_cells_draw_as_datatable_draws_them() -> None:
                             for hover in (False, True):
                                 args = (row, column, table.rich_style, width, cursor, hover)
                                 table._cell_render_cache.clear()
+                                table._drawn_cells.clear()
                                 ours = table._render_cell(*args)
                                 table._cell_render_cache.clear()
                                 theirs = DataTable._render_cell(table, *args)

@@ -28,6 +28,8 @@ from ..background import (
 )
 
 COLUMNS = ("name", "shape", "count", "data", "grad", "last")
+# Drawn cells kept across updates (~7 states of ~70 cells for the tutorial's Net).
+DRAWN_CELLS = 4096
 
 
 def shape_cell(shape: tuple[int, ...]) -> str:
@@ -222,6 +224,8 @@ class ParamsTable(DataTable, inherit_bindings=True):
         self.record: PhaseRecord | None = None
         # What the record's phase did to each parameter (``changes_of``), once known.
         self._changes: tuple[PhaseRecord | None, dict[str, str]] = (None, {})
+        # Cells drawn (``_render_cell``), by their words, look and place.
+        self._drawn_cells: dict[tuple[object, ...], list[list[Segment]]] = {}
 
     def on_mount(self) -> None:
         for column in COLUMNS:
@@ -309,12 +313,12 @@ class ParamsTable(DataTable, inherit_bindings=True):
 
         DataTable (Textual 8.2.8, pinned) renders each cell through ``Padding``, ``Styled`` and
         ``Console.render_lines`` (about 0.1 ms a cell), and drops every cell it drew when any
-        cell changes: most phases change a column of every row, so the whole table is drawn
-        again each key press (7-9 ms of the frame). Our cells are one-line ``Text``s: this
+        cell changes: most phases change a column of every row, so all ~70 cells of the
+        tutorial's Net were drawn again each key press. Our cells are one-line ``Text``s: this
         draws them straight to segments with the same styles (left or right justified, cut to
-        the width, padded with the pre/post styles), 3-4 times faster. Anything else takes
-        DataTable's own path. ``tests/test_widget_paramtable.py`` checks both agree, cell by
-        cell.
+        the width, padded with the pre/post styles) and keeps them by what they show, so only
+        changed cells are drawn. Anything else takes DataTable's own path.
+        ``tests/test_widget_paramtable.py`` checks both agree, cell by cell.
         """
         header = row_index == -1
         row_key = self._header_row_key if header else self._row_locations.get_key(row_index)
@@ -359,6 +363,25 @@ class ParamsTable(DataTable, inherit_bindings=True):
             self.cursor_foreground_priority == "css",
             self.cursor_background_priority == "css",
         )
+        # Kept by what the cell shows and how, not by DataTable's update count: a phase
+        # changes a column or two, the other cells come back from here.
+        drawn_key = (
+            text.plain,
+            text.style,
+            tuple(text.spans),
+            justify,
+            text.overflow,
+            row_index,
+            column_index,
+            base_style,
+            component_style,
+            post_style,
+            width,
+        )
+        drawn = self._drawn_cells.get(drawn_key)
+        if drawn is not None:
+            cache[key] = drawn
+            return drawn
         pre_style = base_style + Style.from_meta({"row": row_index, "column": column_index})
         pre_style += component_style
         # What Text.wrap(no_wrap=True) and Lines.justify do to a single line.
@@ -378,6 +401,9 @@ class ParamsTable(DataTable, inherit_bindings=True):
             segments.append(Segment(" " * (width - line.cell_len)))
         lines = [list(Segment.apply_style(segments, pre_style, post_style))]
         cache[key] = lines
+        if len(self._drawn_cells) >= DRAWN_CELLS:
+            self._drawn_cells.clear()  # a rare reset beats bookkeeping an LRU per cell
+        self._drawn_cells[drawn_key] = lines
         return lines
 
     def _changes_now(self, record: PhaseRecord | None) -> dict[str, str] | None:
