@@ -20,7 +20,8 @@ def _fmt_float(x: float) -> str:
 
 
 def _sizes(shape: tuple[int, ...]) -> str:
-    return ", ".join(str(s) for s in shape)
+    # ``torch.randn()`` is a TypeError; the shape of a scalar output is written ``()``.
+    return ", ".join(str(s) for s in shape) if shape else "()"
 
 
 def _model(recipe: Recipe) -> tuple[str, tuple[int, ...], int | None]:

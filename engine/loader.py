@@ -99,6 +99,27 @@ def _import_file(path: Path) -> ModuleType:
     return module
 
 
+def _check_file(path: Path, spec: ModelSpec) -> None:
+    if path.is_dir():
+        raise RecipeError(f"model file {spec.file} is a directory, not a .py file")
+    if not path.is_file():
+        raise RecipeError(f"model file not found: {spec.file}")
+
+
+def _read_source(path: Path) -> str:
+    """The file's text decoded as Python decodes it (a ``# -*- coding: -*-`` line, a UTF-8
+    BOM). The script is written as UTF-8; a coding line it copies is ignored there, as Python
+    reads one only on the first two lines and the script opens with its docstring."""
+    try:
+        return importlib.util.decode_source(path.read_bytes())
+    except OSError as exc:
+        raise RecipeError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except (UnicodeDecodeError, SyntaxError, LookupError) as exc:
+        raise RecipeError(
+            f"cannot export {path}: cannot decode its text ({_one_line(exc)}); save it as UTF-8"
+        ) from exc
+
+
 def _candidates(module: ModuleType) -> list[str]:
     """Names a user probably meant: module classes and functions defined in that module."""
     out = []
@@ -114,8 +135,7 @@ def load_factory(spec: ModelSpec) -> Factory:
     """Import the file or module and return NAME, checked to be a class or a function."""
     if spec.file is not None:
         path = spec.file.expanduser()
-        if not path.is_file():
-            raise RecipeError(f"model file not found: {spec.file}")
+        _check_file(path, spec)
         module = _import_file(path)
     else:
         assert spec.module is not None
@@ -171,7 +191,36 @@ def instantiate(factory: Factory, spec: ModelSpec) -> nn.Module:
             f"{spec.name}() from {spec.where} has lazy (uninitialized) parameters; "
             "the optimizer needs their shapes at define"
         )
+    _check_trainable(net, f"{spec.name}() from {spec.where}")
     return net
+
+
+def _check_trainable(net: nn.Module, what: str) -> None:
+    """Refuse, with one line, parameters nntui cannot train or show.
+
+    Meta tensors have no values to train; the input is a CPU tensor, so a parameter elsewhere
+    fails in the first forward. Complex parameters and sparse gradients train in plain
+    PyTorch, but the statistics every pane and ``trace`` read (sum, norm, min/max) are those
+    of real, dense tensors: without this check they fail later, while a record is shown.
+    """
+    for name, p in net.named_parameters():
+        if p.is_meta:
+            raise RecipeError(
+                f"{what}: parameter {name} is on the meta device (it has no values); "
+                "build it on the CPU"
+            )
+        if p.device.type != "cpu":
+            raise RecipeError(f"{what}: parameter {name} is on {p.device}; nntui trains on the CPU")
+        if p.is_complex():
+            raise RecipeError(
+                f"{what}: parameter {name} is complex ({p.dtype}); nntui shows real parameters only"
+            )
+    for name, module in net.named_modules():
+        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and module.sparse:
+            raise RecipeError(
+                f"{what}: {name or 'net'} ({type(module).__name__}) has sparse=True; "
+                "nntui shows dense gradients only (use sparse=False)"
+            )
 
 
 def load(text: str) -> nn.Module:
@@ -200,9 +249,10 @@ def infer_output_shape(net: nn.Module, input: torch.Tensor, text: str) -> tuple[
     try:
         probe = copy.deepcopy(net)
         saved: list[torch.Tensor] = []
-    # A module holding something deepcopy refuses (an open file, a lock): run the real one and
-    # put its buffers back by value; only attributes its forward mutates cannot be undone.
-    except (TypeError, RuntimeError, copy.Error):
+    # A module holding something deepcopy refuses (an open file, a lock), or whose own
+    # ``__deepcopy__``/``__getstate__`` raises whatever it likes: run the real one and put its
+    # buffers back by value; only attributes its forward mutates cannot be undone.
+    except Exception:
         probe = net
         saved = [b.detach().clone() for b in net.buffers()]
     try:
@@ -284,9 +334,8 @@ def model_code(text: str, shipped: dict[str, Factory]) -> ModelCode:
     spec = parse_spec(text, shipped)
     if spec.file is not None:
         path = spec.file.expanduser()
-        if not path.is_file():
-            raise RecipeError(f"model file not found: {spec.file}")
-        future, source = _script_body(path.read_text(encoding="utf-8"), str(path))
+        _check_file(path, spec)
+        future, source = _script_body(_read_source(path), str(path))
         return ModelCode(future, source, f"{spec.name}()")
     top = spec.name.split(".")[0]
     return ModelCode((), f"from {spec.module} import {top}\n", f"{spec.name}()")

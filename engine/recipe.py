@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -20,6 +21,7 @@ LOSSES = ("mse", "cross-entropy")
 OPTIMIZERS = ("sgd", "manual", "momentum", "adam", "rmsprop")
 ZERO_GRAD_MODES = ("none", "zeros")
 DATA_SOURCES = ("random", "digits")
+FLOAT32_MAX = torch.finfo(torch.float32).max
 
 
 class RecipeError(ValueError):
@@ -90,6 +92,13 @@ class Recipe:
                 raise RecipeError(
                     f"{shape_name.replace('_', '-')} must be positive sizes below 2**63"
                 )
+            # torch counts a tensor's bytes in int64: past that, randn raises "Storage size
+            # calculation overflowed" at define. 2**60 elements leaves room for 8-byte dtypes.
+            if shape is not None and math.prod(shape) >= 2**60:
+                raise RecipeError(
+                    f"{shape_name.replace('_', '-')} {','.join(map(str, shape))} has "
+                    f"{math.prod(shape):.3g} elements, more than a tensor can hold"
+                )
         if self.num_classes is not None and self.num_classes < 1:
             raise RecipeError(f"--num-classes must be at least 1, got {self.num_classes}")
         if self.loss == "mse" and self.num_classes is not None and self.target_shape is not None:
@@ -129,6 +138,12 @@ class Recipe:
             if not (w >= 0 and w < float("inf")):
                 raise RecipeError(
                     f"class weight for class {k} must be a finite number >= 0, got {w:g}"
+                )
+            # The weights go into a float32 tensor: a larger one overflows at define.
+            if w > FLOAT32_MAX:
+                raise RecipeError(
+                    f"class weight for class {k} is {w:g}, above the largest float32 "
+                    f"({FLOAT32_MAX:.4g})"
                 )
 
 
@@ -291,7 +306,8 @@ def build(recipe: Recipe) -> Setup:
             target = torch.randint(0, num_classes, target_shape)
         else:
             # randn(C).view(1, -1) and randn(1, C) draw the same numbers: one call for both.
-            target = torch.randn(*target_shape)
+            # A tuple, not unpacked: a model returning a scalar has the target shape ().
+            target = torch.randn(target_shape)
         data = FixedBatch(input, target)
         # What codegen needs to write this exact target: classes (the [batch] or [batch, C]
         # forms), or a shape for anything else.

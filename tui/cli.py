@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -202,7 +203,10 @@ def cli(ctx: click.Context, **kw: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per phase, per line.")
 def trace(iterations: int, as_json: bool, **kw: Any) -> None:
     """Run define and N iterations headless, printing every phase."""
-    recipe = make_recipe(**kw)
+    # The user's file runs here once (import, build): with --json its prints go to stderr,
+    # as they do in the phases, so stdout holds nothing but the JSON lines.
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        recipe = make_recipe(**kw)
     from .trace import run_trace
 
     sys.exit(

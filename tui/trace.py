@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 from rich.console import Console
@@ -63,24 +64,31 @@ def run_trace(
     changes (it depends on the recipe, not on the iteration).
     """
     shown: dict[str, str] = {}
-    session = Session(recipe, accumulate=accumulate, history_bytes=history_bytes)
+    out = sys.stdout
+    # With --json, stdout is one JSON object per line and nothing else: whatever the user's
+    # model prints (a debug print in forward) goes to stderr instead of breaking the stream.
+    quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+    with quiet:
+        session = Session(recipe, accumulate=accumulate, history_bytes=history_bytes)
     console = Console(highlight=False, soft_wrap=False)
     total = 1 + 5 * iterations
     for _ in range(total):
-        result = session.run_next()
+        with quiet:
+            result = session.run_next()
+            line = record_to_line(result) if as_json and isinstance(result, PhaseRecord) else ""
         if isinstance(result, PhaseError):
             # Everything printed so far stays, and comes out before the error line.
-            sys.stdout.flush()
+            out.flush()
             print(result.line(), file=sys.stderr)
             # ctrl-c while a phase runs lands here as the phase's error: exit as interrupted.
             return 130 if result.type == "KeyboardInterrupt" else 1
         if as_json:
-            sys.stdout.write(record_to_line(result) + "\n")
+            out.write(line + "\n")
         else:
             shape = record_output_shape(result)
             text = explain(result.phase, session.code_recipe, accumulate, lang, shape)
             fresh = shown.get(result.phase.value) != text
             shown[result.phase.value] = text
             _render(console, result, text if fresh else None)
-    sys.stdout.flush()
+    out.flush()
     return 0

@@ -1,0 +1,278 @@
+"""QA: odd but legal input from the command line and from user model files.
+
+Each case either runs and reports what plain PyTorch computes, or stops with one clear line
+(exit 2 before anything runs, exit 1 for a failing phase), never with a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn as nn
+
+from tests.qa_edge_models import BOM, LATIN1, LATIN1_DECLARED, MODELS
+from tui.cli import main
+
+
+@pytest.fixture
+def models(tmp_path: Path) -> str:
+    path = tmp_path / "qa_edge_models.py"
+    path.write_text(MODELS)
+    return str(path)
+
+
+def nntui(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err
+
+
+def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    code, out, err = nntui(capsys, *argv)
+    assert (code, out) == (2, ""), err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    return lines[0].removeprefix("nntui: error: ")
+
+
+def plain_losses(
+    factory: Any, input_shape: tuple[int, ...], target_shape: tuple[int, ...], iterations: int
+) -> list[float]:
+    """The tutorial's loop in plain PyTorch, in the documented seeded order."""
+    torch.manual_seed(0)
+    net = factory()
+    input = torch.randn(input_shape)
+    target = torch.randn(target_shape)
+    criterion = nn.MSELoss()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
+    losses = []
+    for _ in range(iterations):
+        optimizer.zero_grad()
+        loss = criterion(net(input), target)
+        losses.append(loss.item())
+        loss.backward()
+        optimizer.step()
+    return losses
+
+
+def traced_losses(out: str) -> list[float]:
+    return [json.loads(line)["loss"] for line in out.splitlines() if '"phase":"loss"' in line]
+
+
+# ------------------------------------------------------------------ trace --json and stdout
+def test_json_lines_stay_json_when_the_model_prints(
+    models: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was: "building Chatty" and "forward (2, 4)" on stdout between the JSON lines (the
+    # import, the build, the dry forward at define and every forward), so `nntui trace --json
+    # | jq` broke on the first print.
+    factory = runpy.run_path(models)["Chatty"]
+    expected = plain_losses(factory, (2, 4), (2, 3), 2)
+    capsys.readouterr()
+    code, out, err = nntui(
+        capsys, "trace", "--json", "--iterations", "2", "--model", f"{models}:Chatty",
+        "--input-shape", "2,4",
+    )  # fmt: skip
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]  # every line is JSON
+    assert len(records) == 11
+    assert traced_losses(out) == expected
+    # The prints are not lost: they are on stderr, in order.
+    assert err.count("building Chatty") >= 1 and "forward (2, 4)" in err
+    assert "to stderr" in err
+
+
+def test_readable_trace_still_shows_the_model_prints(
+    models: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = nntui(
+        capsys, "trace", "--model", f"{models}:Chatty", "--input-shape", "2,4",
+        "--target-shape", "2,3",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "forward (2, 4)" in out
+
+
+# ------------------------------------------------------------------ models nntui cannot show
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        # Was: a traceback from the first record's statistics (float() of a complex sum).
+        (
+            "ComplexWeights",
+            "ComplexWeights() from {}: parameter w is complex (torch.complex64); nntui shows "
+            "real parameters only",
+        ),
+        # Was: a traceback from the step's SGD comparison in `trace`, and the app quit with
+        # one (aminmax on a sparse gradient) when the accumulation view was drawn.
+        (
+            "SparseEmbedding",
+            "SparseEmbedding() from {}: emb (Embedding) has sparse=True; nntui shows dense "
+            "gradients only (use sparse=False)",
+        ),
+        # Was: exit 1 at define, "Tensor on device meta is not on the expected device cpu!".
+        (
+            "OnMeta",
+            "OnMeta() from {}: parameter fc.weight is on the meta device (it has no values); "
+            "build it on the CPU",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["trace", "trace --json", "export"])
+def test_parameters_nntui_cannot_show_are_a_usage_error(
+    models: str,
+    name: str,
+    expected: str,
+    command: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    argv = [*command.split(), "--model", f"{models}:{name}", "--input-shape", "2,4"]
+    if command == "export":
+        argv += ["-o", str(tmp_path / "out.py")]
+    assert usage_error(capsys, *argv) == expected.format(models)
+    assert not (tmp_path / "out.py").exists()
+
+
+# ------------------------------------------------------------------ models that run
+def test_scalar_output_gets_a_scalar_target(
+    models: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Was: "error in define: TypeError: randn() received an invalid combination of
+    # arguments - got ()" (torch.randn(*()) for the inferred target shape ()).
+    factory = runpy.run_path(models)["ScalarOut"]
+    expected = plain_losses(factory, (2, 4), (), 3)
+    code, out, err = nntui(
+        capsys, "trace", "--json", "--iterations", "3", "--model", f"{models}:ScalarOut",
+        "--input-shape", "2,4",
+    )  # fmt: skip
+    assert code == 0, err
+    assert traced_losses(out) == expected
+    # And the exported script writes the same target (it said torch.randn(), a TypeError).
+    script = tmp_path / "loop.py"
+    code, out, err = nntui(
+        capsys, "export", "--iterations", "3", "--model", f"{models}:ScalarOut",
+        "--input-shape", "2,4", "-o", str(script),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "target = torch.randn(())" in script.read_text()
+
+
+def test_model_whose_deepcopy_raises_still_infers_its_target(
+    models: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was: "error in define: ValueError: this model cannot be copied" from the dry forward's
+    # deepcopy, which fell back to the real model only for TypeError and RuntimeError.
+    factory = runpy.run_path(models)["NoDeepcopy"]
+    expected = plain_losses(factory, (2, 4), (2, 3), 2)
+    code, out, err = nntui(
+        capsys, "trace", "--json", "--iterations", "2", "--model", f"{models}:NoDeepcopy",
+        "--input-shape", "2,4",
+    )  # fmt: skip
+    assert code == 0, err
+    assert traced_losses(out) == expected
+
+
+# ------------------------------------------------------------------ shapes and weights
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        # Were exit 1 at define: "Storage size calculation overflowed with sizes=[...]".
+        (
+            ["--input-shape", "3037000500,3037000500"],
+            "input-shape 3037000500,3037000500 has 9.22e+18 elements, more than a tensor can hold",
+        ),
+        (
+            ["--model", "mlp", "--target-shape", "8,4294967296,4294967296"],
+            "target-shape 8,4294967296,4294967296 has 1.48e+20 elements, more than a tensor "
+            "can hold",
+        ),
+        # Was exit 1 at define: "value cannot be converted to type float without overflow".
+        (
+            ["--loss", "cross-entropy", "--class-weight", "3=1e300"],
+            "class weight for class 3 is 1e+300, above the largest float32 (3.403e+38)",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["trace", "export"])
+def test_sizes_and_weights_torch_cannot_hold_are_usage_errors(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    argv: list[str],
+    expected: str,
+    command: str,
+) -> None:
+    # export wrote a script that crashed at its first line of data.
+    extra = ["-o", str(tmp_path / "out.py")] if command == "export" else []
+    assert usage_error(capsys, command, *argv, *extra) == expected
+    assert not (tmp_path / "out.py").exists()
+
+
+def test_largest_float32_class_weight_is_accepted() -> None:
+    from engine import Recipe
+
+    top = float(torch.finfo(torch.float32).max)
+    Recipe(loss="cross-entropy", class_weights=((3, top),)).validate()
+
+
+# ------------------------------------------------------------------ model files
+def test_a_directory_is_named_as_one(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    folder = tmp_path / "models.py"
+    folder.mkdir()
+    msg = usage_error(capsys, "trace", "--model", f"{folder}:Net", "--input-shape", "2,4")
+    assert msg == f"model file {folder} is a directory, not a .py file"
+
+
+def test_export_of_a_file_python_cannot_decode_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Was: a UnicodeDecodeError traceback (the source was read as UTF-8 for the script).
+    path = tmp_path / "latin1.py"
+    path.write_bytes(LATIN1)
+    out = tmp_path / "out.py"
+    msg = usage_error(
+        capsys, "export", "--model", f"{path}:Net", "--input-shape", "2,4", "-o", str(out)
+    )
+    assert msg.startswith(f"cannot export {path}: cannot decode its text (")
+    assert msg.endswith("); save it as UTF-8")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("source", [BOM, LATIN1_DECLARED], ids=["utf8-bom", "latin1-declared"])
+def test_export_reads_the_file_as_python_does(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, source: bytes
+) -> None:
+    # Was: a SyntaxError traceback for the BOM (U+FEFF in the text given to ast.parse) and a
+    # UnicodeDecodeError one for a declared latin-1 file.
+    path = tmp_path / "model.py"
+    path.write_bytes(source)
+    factory = runpy.run_path(str(path))["Net"]
+    expected = plain_losses(factory, (2, 4), (2, 3), 2)
+    script = tmp_path / "loop.py"
+    code, out, err = nntui(
+        capsys, "export", "--iterations", "2", "--model", f"{path}:Net", "--input-shape", "2,4",
+        "-o", str(script),
+    )  # fmt: skip
+    assert code == 0, err
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["OMP_NUM_THREADS"] = "1"
+    ran = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert [float(x) for x in ran.stdout.split()] == expected
