@@ -276,3 +276,34 @@ def test_export_reads_the_file_as_python_does(
     )
     assert ran.returncode == 0, ran.stderr
     assert [float(x) for x in ran.stdout.split()] == expected
+
+
+# ------------------------------------------------------------------ where the output goes
+ROOT = Path(__file__).parent.parent
+
+
+def _run_nntui(*argv: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tui", *argv], cwd=ROOT, text=True, timeout=300, **kw
+    )
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("json_flag", [["--json"], []])
+def test_stdout_on_a_full_disk_is_one_line(json_flag: list[str]) -> None:
+    # Was: an OSError traceback (ENOSPC) from the trace's write.
+    with open("/dev/full", "w") as full:
+        ran = _run_nntui("trace", *json_flag, stdout=full, stderr=subprocess.PIPE)
+    assert (ran.returncode, ran.stderr) == (
+        1,
+        "nntui: error: cannot write the output: No space left on device\n",
+    )
+
+
+def test_closed_stdout_is_not_a_crash() -> None:
+    # Was: AttributeError: 'NoneType' object has no attribute 'write' (Python sets
+    # sys.stdout to None when fd 1 is closed at start).
+    ran = _run_nntui(
+        "trace", "--json", stderr=subprocess.PIPE, pass_fds=(), preexec_fn=lambda: os.close(1)
+    )
+    assert (ran.returncode, ran.stderr) == (0, "")

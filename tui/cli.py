@@ -251,6 +251,9 @@ def export(iterations: int, output: str, **kw: Any) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: usage and recipe errors become one line on stderr and exit code 2."""
     from_engine: tuple[type[BaseException], ...] = ()
+    if sys.stdout is None:
+        # Started with stdout closed (``nntui trace >&-``): nowhere to print is like /dev/null.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     try:
         rv = cli.main(args=argv, prog_name="nntui", standalone_mode=False)
     except click.exceptions.Abort:
@@ -258,6 +261,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"nntui: error: {exc.format_message()}", err=True)
         sys.exit(2)
+    except OSError as exc:
+        # Writing the output failed (stdout on a full disk, a terminal gone): click already
+        # turns a closed pipe (``| head``) into a quiet exit 1; anything else says why.
+        name = f" {exc.filename}" if exc.filename else " the output"
+        click.echo(f"nntui: error: cannot write{name}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
     except Exception as exc:
         from engine.recipe import RecipeError
 
