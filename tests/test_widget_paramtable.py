@@ -10,6 +10,8 @@ import torch
 from rich.segment import Segment
 from rich.style import Style
 from textual.app import App, ComposeResult
+from textual.coordinate import Coordinate
+from textual.geometry import Region
 from textual.widgets import DataTable
 
 from engine import Phase, PhaseRecord, Recipe, Session
@@ -158,3 +160,40 @@ async def test_cells_draw_as_datatable_draws_them() -> None:
 def _simple(lines: list[list[Segment]]) -> list[list[tuple[str, Style | None]]]:
     """Text and style per cell position (how segments are split does not show)."""
     return [[(ch, seg.style) for seg in line for ch in seg.text] for line in lines]
+
+
+def _fresh(table: ParamsTable) -> None:
+    """Forget every line, row and cell drawn, so the next draw computes them all."""
+    for cache in (table._line_cache, table._row_render_cache, table._cell_render_cache):
+        cache.clear()
+    table._drawn_cells.clear()
+    table._styles_cache.clear()
+
+
+async def test_lines_draw_as_datatable_draws_them() -> None:
+    # ParamsTable draws its lines with styles looked up once per draw: the whole widget
+    # (border, header, rows, cursor and hover highlight, scrolled or not) must come out as
+    # DataTable's own render_lines makes it.
+    session = Session(Recipe(seed=0))
+    app = StyledTable()
+    async with app.run_test(size=(80, 20)) as pilot:
+        table = app.query_one(ParamsTable)
+        for _ in range(6):
+            session.run_next()
+            table.show(session.records[-1], "conv1.bias")
+            for focused, cursor, hover in ((True, 0, None), (False, 3, None), (True, 9, 2)):
+                app.set_focus(table if focused else None)
+                table.move_cursor(row=cursor, animate=False)
+                table._show_hover_cursor = hover is not None
+                table.hover_coordinate = Coordinate(hover or 0, 0)
+                await pilot.pause()
+                region = Region(0, 0, table.outer_size.width, table.outer_size.height)
+                _fresh(table)
+                ours = table.render_lines(region)
+                _fresh(table)
+                theirs = DataTable.render_lines(table, region)
+                assert [_simple([list(s)]) for s in ours] == [_simple([list(s)]) for s in theirs], (
+                    focused,
+                    cursor,
+                    hover,
+                )

@@ -11,10 +11,13 @@ from rich.measure import Measurement
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.coordinate import Coordinate
 from textual.css.scalar import Unit
+from textual.geometry import Region
 from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey
+from textual.widgets.data_table import ColumnKey, RowKey
 
 from engine import Phase, PhaseRecord
 from engine.summary import TensorSummary, fmt
@@ -224,6 +227,8 @@ class ParamsTable(DataTable, inherit_bindings=True):
         self.record: PhaseRecord | None = None
         # What the record's phase did to each parameter (``changes_of``), once known.
         self._changes: tuple[PhaseRecord | None, dict[str, str]] = (None, {})
+        # The widget's and the header's style while a draw runs (``render_lines``).
+        self._frame_styles: tuple[Style, Style] | None = None
         # Cells drawn (``_render_cell``), by their words, look and place.
         self._drawn_cells: dict[tuple[object, ...], list[list[Segment]]] = {}
 
@@ -299,6 +304,93 @@ class ParamsTable(DataTable, inherit_bindings=True):
                         _read(cell)
         if selected in names:
             self.move_cursor(row=names.index(selected), animate=False)
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Looked up once per draw, not once per line and row (DataTable asks Textual for the
+        # widget's and the header's style on every line: a third of drawing the table).
+        self._frame_styles = (self.rich_style, self._get_row_style(-1, Style()))
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._frame_styles = None
+
+    def render_line(self, y: int) -> Strip:
+        if self._frame_styles is None or self.fixed_rows or not self.show_header:
+            return super().render_line(y)
+        # DataTable.render_line for a table without fixed rows, with its base style looked up
+        # once per draw (render_lines).
+        if y >= self.header_height:
+            y += self.scroll_offset.y
+        scroll_x = self.scroll_offset.x
+        return self._render_line(y, scroll_x, scroll_x + self.size.width, self._frame_styles[0])
+
+    def _render_line_in_row(
+        self,
+        row_key: RowKey,
+        line_no: int,
+        base_style: Style,
+        cursor_location: Coordinate,
+        hover_location: Coordinate,
+    ) -> tuple[list[list[Segment]], list[list[Segment]]]:
+        """DataTable's row line for this table's shape (a row cursor, no row labels, no fixed
+        columns or rows, no zebra stripes), with the styles looked up once per draw."""
+        if (
+            self._frame_styles is None
+            or self.cursor_type != "row"
+            or self.fixed_columns
+            or self.fixed_rows
+            or self.zebra_stripes
+            or (self._labelled_row_exists and self.show_row_labels)
+        ):
+            return super()._render_line_in_row(
+                row_key, line_no, base_style, cursor_location, hover_location
+            )
+        cache_key = (
+            row_key,
+            line_no,
+            base_style,
+            cursor_location,
+            hover_location,
+            self.cursor_type,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self._update_count,
+            self._pseudo_class_state,
+        )
+        cached = self._row_render_cache.get(cache_key)
+        if cached is not None:
+            return cached
+        row_index = self._row_locations.get(row_key) if row_key in self._row_locations else -1
+        row_style = self._frame_styles[1] if row_index == -1 else base_style
+        columns = self.ordered_columns
+        widths = [column.get_render_width(self) for column in columns]
+        cursor_row = cursor_location.row == row_index
+        hover_row = hover_location.row == row_index
+        scrollable_row = [
+            self._render_cell(row_index, i, row_style, width, cursor=cursor_row, hover=hover_row)[
+                line_no
+            ]
+            for i, width in enumerate(widths)
+        ]
+        # The rest of the line, styled as the row (the cursor's highlight runs to the edge).
+        remaining = max(0, self.size.width - sum(widths) - self._row_label_column_width)
+        extend_style, _ = self._get_styles_to_render_cell(
+            row_index == -1,
+            False,
+            False,
+            hover_location.row == (row_index or 0),
+            cursor_row,
+            self.show_cursor,
+            self._show_hover_cursor,
+            False,
+            False,
+        )
+        extend_style = row_style + extend_style
+        extend_style += Style.from_meta({"row": row_index, "column": 0, "out_of_bounds": True})
+        scrollable_row.append([Segment(" " * remaining, extend_style)])
+        row_pair: tuple[list[list[Segment]], list[list[Segment]]] = ([], scrollable_row)
+        self._row_render_cache[cache_key] = row_pair
+        return row_pair
 
     def _render_cell(
         self,
