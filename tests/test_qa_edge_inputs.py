@@ -307,3 +307,75 @@ def test_closed_stdout_is_not_a_crash() -> None:
         "trace", "--json", stderr=subprocess.PIPE, pass_fds=(), preexec_fn=lambda: os.close(1)
     )
     assert (ran.returncode, ran.stderr) == (0, "")
+
+
+# ------------------------------------------------------------------ options before the command
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--seed", "5", "--lr", "0.5", "--accumulate", "trace"],
+        ["--seed", "5", "trace", "--lr", "0.5", "--accumulate"],
+        ["--seed", "5", "trace", "--seed", "5", "--lr", "0.5", "--accumulate"],
+    ],
+)
+def test_recipe_options_before_the_command_apply(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    # Was: click gave them to the group, which ignored them when a command followed: `nntui
+    # --seed 5 trace` traced seed 0, `nntui --lr nan trace` ran, `nntui --model m.py:Net
+    # export` wrote the tutorial's Net.
+    from tests.oracle import tutorial_loop
+
+    expected = [loss for _, phase, loss, _, _ in tutorial_loop(5, 0.5, 2, True) if phase == "loss"]
+    code, out, err = nntui(capsys, *argv, "--json", "--iterations", "2")
+    assert code == 0, err
+    assert traced_losses(out) == expected
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["--lr", "nan", "trace"], "lr must be a positive finite number, got nan"),
+        (
+            ["--seed", "5", "trace", "--seed", "6"],
+            "--seed is given both before and after trace with different values: give it once",
+        ),
+        (
+            ["--model", "mlp", "export", "--model", "lenet", "-o", "x.py"],
+            "--model is given both before and after export with different values: give it once",
+        ),
+    ],
+)
+def test_bad_options_before_the_command_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], expected: str
+) -> None:
+    argv = [str(tmp_path / a) if a == "x.py" else a for a in argv]
+    assert usage_error(capsys, *argv) == expected
+    assert not (tmp_path / "x.py").exists()
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        # Were silently ignored: the run used other shapes than the ones asked for.
+        (
+            ["--data", "digits", "--input-shape", "2,1,32,32"],
+            "--input-shape does not apply to --data digits: its batches are N×1×32×32 images "
+            "and their labels (N: --batch-size)",
+        ),
+        (
+            ["--data", "digits", "--target-shape", "16,10"],
+            "--target-shape does not apply to --data digits: its batches are N×1×32×32 images "
+            "and their labels (N: --batch-size)",
+        ),
+        (
+            ["--batch-size", "8"],
+            "--batch-size applies to --data digits; the random batch's size is the first size "
+            "of --input-shape",
+        ),
+    ],
+)
+def test_options_the_data_ignores_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    assert usage_error(capsys, "trace", *argv) == expected

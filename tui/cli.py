@@ -132,11 +132,63 @@ def recipe_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def _check_data_options(kw: dict[str, Any]) -> None:
+    """Options the chosen data ignores are an error, not silently dropped: digits batches are
+    ``N×1×32×32`` images with class labels, and the random batch has no ``--batch-size``."""
+    if kw["data"] == "digits":
+        for option in ("input_shape", "target_shape"):
+            if kw[option] is not None:
+                raise click.UsageError(
+                    f"--{option.replace('_', '-')} does not apply to --data digits: its "
+                    "batches are N×1×32×32 images and their labels (N: --batch-size)"
+                )
+        return
+    if _given("batch_size"):
+        raise click.UsageError(
+            "--batch-size applies to --data digits; the random batch's size is the first "
+            "size of --input-shape"
+        )
+
+
+def _given(name: str) -> bool:
+    """Whether option ``name`` was given, after the command or before it (``nntui --seed 5
+    trace``), rather than left at its default."""
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:
+        if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT):
+            return True
+        ctx = ctx.parent
+    return False
+
+
+def _with_group_options(kw: dict[str, Any]) -> dict[str, Any]:
+    """``kw`` with the recipe options given before the command (``nntui --seed 5 trace``),
+    which click hands to the group, not to the command: they used to be dropped silently."""
+    ctx = click.get_current_context()
+    parent = ctx.parent
+    if parent is None:
+        return kw
+    out = dict(kw)
+    for name, value in parent.params.items():
+        if parent.get_parameter_source(name) in (None, click.core.ParameterSource.DEFAULT):
+            continue
+        mine = ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+        if mine and kw[name] != value:
+            option = next(p.opts[0] for p in ctx.command.params if p.name == name)
+            raise click.UsageError(
+                f"{option} is given both before and after {ctx.info_name} with different "
+                "values: give it once"
+            )
+        out[name] = value
+    return out
+
+
 def make_recipe(**kw: Any) -> Any:
     """The recipe of the options; a user model is imported and built once here, so a bad
     ``--model`` is a one-line error (exit 2) before anything runs."""
     from engine.recipe import MODELS, Recipe
 
+    _check_data_options(kw)
     loss = kw["loss"] or ("cross-entropy" if kw["num_classes"] is not None else "mse")
     recipe = Recipe(
         seed=kw["seed"],
@@ -203,6 +255,7 @@ def cli(ctx: click.Context, **kw: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per phase, per line.")
 def trace(iterations: int, as_json: bool, **kw: Any) -> None:
     """Run define and N iterations headless, printing every phase."""
+    kw = _with_group_options(kw)
     # The user's file runs here once (import, build): with --json its prints go to stderr,
     # as they do in the phases, so stdout holds nothing but the JSON lines.
     with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
@@ -236,6 +289,7 @@ def export(iterations: int, output: str, **kw: Any) -> None:
     """Write the recipe as a plain PyTorch script that prints each iteration's loss."""
     if not output.strip():
         raise click.UsageError("-o/--output is empty: give the .py file to write")
+    kw = _with_group_options(kw)
     recipe = make_recipe(**kw)
     from engine.export import export_script
 
