@@ -66,7 +66,7 @@ def parse_spec(text: str, shipped: Collection[str] = ()) -> ModelSpec:
     if not target or not name or not all(part.isidentifier() for part in name.split(".")):
         raise RecipeError(f"model {text!r} is not {SPEC_FORMS} (NAME is a Python name)")
     # A file that exists is a file whatever its name (``m.txt`` is not the module ``m``).
-    if target.endswith(".py") or "/" in target or "\\" in target or Path(target).is_file():
+    if target.endswith(".py") or "/" in target or "\\" in target or _is_file(Path(target)):
         return ModelSpec(text, Path(target), None, name)
     if not all(part.isidentifier() for part in target.split(".")):
         raise RecipeError(f"model {text!r} is not {SPEC_FORMS}")
@@ -99,10 +99,23 @@ def _import_file(path: Path) -> ModuleType:
     return module
 
 
+def _is_file(path: Path) -> bool:
+    # Path.is_file raises for some errors instead of answering False (a name longer than
+    # the file system allows: ENAMETOOLONG); a --model value is never a reason to crash.
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def _check_file(path: Path, spec: ModelSpec) -> None:
-    if path.is_dir():
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except OSError as exc:
+        raise RecipeError(f"model file {spec.file}: {exc.strerror or exc}") from exc
+    if is_dir:
         raise RecipeError(f"model file {spec.file} is a directory, not a .py file")
-    if not path.is_file():
+    if not is_file:
         raise RecipeError(f"model file not found: {spec.file}")
 
 

@@ -379,3 +379,35 @@ def test_options_the_data_ignores_are_usage_errors(
     capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
 ) -> None:
     assert usage_error(capsys, "trace", *argv) == expected
+
+
+# ------------------------------------------------------------------ names too long for a path
+LONG = "a" * 5000
+
+
+@pytest.mark.parametrize(
+    "spec,expected",
+    [
+        (f"{LONG}:Net", f"cannot import {LONG}: "),
+        (f"pkg.{LONG}:Net", f"cannot import pkg.{LONG}: "),
+        (f"models/{LONG}.py:Net", f"model file models/{LONG}.py: File name too long"),
+    ],
+    ids=["bare", "module", "file"],
+)
+def test_a_model_name_too_long_for_a_path_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], spec: str, expected: str
+) -> None:
+    # Was: an OSError traceback (ENAMETOOLONG) from Path.is_file while parsing --model.
+    assert usage_error(capsys, "trace", "--model", spec, "--input-shape", "2,4").startswith(
+        expected
+    )
+
+
+def test_the_model_form_says_so_too() -> None:
+    # The app's "model: your own…" form checks with the same code: it crashed the same way.
+    from engine import Recipe
+    from engine.recipe import RecipeError
+    from tui.screens.model import checked_recipe
+
+    with pytest.raises(RecipeError, match="^cannot import a+: "):
+        checked_recipe(Recipe(), f"{LONG}:Net", "2,4")

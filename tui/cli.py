@@ -318,8 +318,8 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:
         # Writing the output failed (stdout on a full disk, a terminal gone): click already
         # turns a closed pipe (``| head``) into a quiet exit 1; anything else says why.
-        name = f" {exc.filename}" if exc.filename else " the output"
-        click.echo(f"nntui: error: cannot write{name}: {exc.strerror or exc}", err=True)
+        what = f"{exc.filename}" if exc.filename else "cannot write the output"
+        click.echo(f"nntui: error: {what}: {exc.strerror or exc}", err=True)
         sys.exit(1)
     except Exception as exc:
         from engine.recipe import RecipeError
