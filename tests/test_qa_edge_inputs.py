@@ -411,3 +411,50 @@ def test_the_model_form_says_so_too() -> None:
 
     with pytest.raises(RecipeError, match="^cannot import a+: "):
         checked_recipe(Recipe(), f"{LONG}:Net", "2,4")
+
+
+# ------------------------------------------------------------------ export writes all or nothing
+def _limit_file_size() -> None:
+    # Files past 4 KB cannot grow (EFBIG), as on a full disk; the digits script is ~77 KB.
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+
+@pytest.mark.parametrize("existing", [True, False], ids=["over-a-script", "new-file"])
+def test_export_that_cannot_finish_leaves_nothing_half_written(
+    tmp_path: Path, existing: bool
+) -> None:
+    # Was: open(path, "w") emptied the old script, 4 KB of the new one were written, and the
+    # error left that cut-off script behind (or an empty new file).
+    out = tmp_path / "loop.py"
+    if existing:
+        out.write_text("print('my old script')\n")
+        out.chmod(0o640)
+    ran = _run_nntui(
+        "export", "--data", "digits", "-o", str(out),
+        capture_output=True, preexec_fn=_limit_file_size,
+    )  # fmt: skip
+    assert (ran.returncode, ran.stdout) == (2, "")
+    assert ran.stderr == f"nntui: error: cannot write {out}: File too large\n"
+    if existing:
+        assert out.read_text() == "print('my old script')\n"
+        assert out.stat().st_mode & 0o777 == 0o640
+    else:
+        assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == (["loop.py"] if existing else [])
+
+
+def test_export_replaces_a_script_keeping_its_mode_and_links(tmp_path: Path) -> None:
+    real = tmp_path / "real.py"
+    real.write_text("old\n")
+    real.chmod(0o600)
+    link = tmp_path / "loop.py"
+    link.symlink_to(real.name)
+    ran = _run_nntui("export", "--iterations", "2", "-o", str(link), capture_output=True)
+    assert ran.returncode == 0, ran.stderr
+    assert link.is_symlink() and "iterations = 2" in real.read_text()
+    assert real.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loop.py", "real.py"]

@@ -294,9 +294,10 @@ def export(iterations: int, output: str, **kw: Any) -> None:
     from engine.export import export_script
 
     script = export_script(recipe, accumulate=kw["accumulate"], iterations=iterations)
+    from .jobs import write_whole
+
     try:
-        with open(output, "w", encoding="utf-8") as f:
-            f.write(script)
+        write_whole(output, script)
     except OSError as exc:
         raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {output}: {iterations} iteration(s); run it with python {output}")
