@@ -394,6 +394,11 @@ class HeatmapCanvas(ScrollView):
         return self._strips[line].crop_extend(scroll_x, scroll_x + width, style).apply_style(style)
 
 
+def _text_key(text: Text) -> tuple[object, ...]:
+    """What a Text shows (rich's ``Text ==`` ignores the base style)."""
+    return (text.plain, text.style, tuple(text.spans))
+
+
 def _same_view(
     old: tuple[str, str, str, bool, np.ndarray | None],
     new: tuple[str, str, str, bool, np.ndarray | None],
@@ -420,6 +425,8 @@ class TensorView(Vertical):
         # What is on screen: a phase that left the tensor as it was (forward, loss after a
         # step) redraws nothing.
         self._shown: tuple[str, str, str, bool, np.ndarray | None] | None = None
+        # The legend's and summary's words and styles on screen (``_update_text``).
+        self._texts: tuple[tuple[object, ...], tuple[object, ...]] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="tensor-title", classes="tensor-title", markup=False)
@@ -465,12 +472,15 @@ class TensorView(Vertical):
 
     def _update_text(self) -> None:
         layout = self.canvas.heatmap
-        legend_widget = self.query_one("#tensor-legend", Static)
         summary = Text(self.summary_text)
-        if layout is None:
-            legend_widget.update("")
-        else:
-            legend_widget.update(legend(layout.scale, layout.note))
+        key = Text("")
+        if layout is not None:
+            key = legend(layout.scale, layout.note)
             summary.append_text(flags(layout.nans, layout.infs))
+        texts = (_text_key(key), _text_key(summary))
+        if texts == self._texts:
+            return  # the canvas laid out again (a resize, a new tensor) with the same words
+        self._texts = texts
+        self.query_one("#tensor-legend", Static).update(key if layout is not None else "")
         self.query_one("#tensor-summary", Static).update(summary)
         self.refresh()
