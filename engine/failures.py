@@ -19,6 +19,18 @@ def error_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {one_line(exc)}"
 
 
+# torch's words when ``loss.backward()`` meets a loss that autograd did not record.
+NO_GRAPH = "does not require grad and does not have a grad_fn"
+
+
 def phase_error(phase: Phase, iteration: int, exc: BaseException) -> PhaseError:
     original = exc.original if isinstance(exc, ModuleFailure) else exc
-    return PhaseError(phase, iteration, type(original).__name__, error_message(exc))
+    message = error_message(exc)
+    if phase is Phase.BACKWARD and NO_GRAPH in message:
+        # torch names the symptom; the cause is in the model, and it is one of these.
+        message += (
+            " (the loss has no grad_fn: no parameter that requires grad reached it; look "
+            "for torch.no_grad(), .detach(), .data, a cast to an integer dtype or "
+            "requires_grad=False in the model)"
+        )
+    return PhaseError(phase, iteration, type(original).__name__, message)

@@ -73,6 +73,25 @@ class NoDeepcopy(nn.Module):
 
     def forward(self, x):
         return self.fc(x)
+
+
+class NoGradForward(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        with torch.no_grad():
+            return self.fc(x)
+
+
+class IntegerOutput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return (self.fc(x) * 10).long()
 '''
 
 # Not UTF-8 and no coding line: Python's import accepts the byte in a comment, a plain read

@@ -458,3 +458,33 @@ def test_export_replaces_a_script_keeping_its_mode_and_links(tmp_path: Path) -> 
     assert link.is_symlink() and "iterations = 2" in real.read_text()
     assert real.stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loop.py", "real.py"]
+
+
+# ------------------------------------------------------------------ a loss autograd did not record
+@pytest.mark.parametrize("name", ["NoGradForward", "IntegerOutput"])
+def test_backward_of_a_loss_without_grad_fn_says_where_to_look(
+    models: str, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was torch's line alone ("element 0 of tensors does not require grad and does not have a
+    # grad_fn"), which names the symptom in autograd's words, not the cause in the model.
+    factory = runpy.run_path(models)[name]
+    torch.manual_seed(0)
+    net = factory()
+    input, target = torch.randn(2, 4), torch.randn(2, 3)
+    loss = nn.MSELoss()(net(input), target)
+    assert loss.grad_fn is None
+    with pytest.raises(RuntimeError) as plain:
+        loss.backward()
+    code, out, err = nntui(
+        capsys, "trace", "--json", "--model", f"{models}:{name}", "--input-shape", "2,4",
+        "--target-shape", "2,3",
+    )  # fmt: skip
+    assert code == 1 and "Traceback" not in err
+    assert err.splitlines() == [
+        f"error in backward: RuntimeError: {plain.value} (the loss has no grad_fn: no "
+        "parameter that requires grad reached it; look for torch.no_grad(), .detach(), .data, "
+        "a cast to an integer dtype or requires_grad=False in the model)"
+    ]
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["phase"] for r in records] == ["define", "forward", "loss", "zero_grad"]
+    assert records[2]["loss"] == loss.item()
