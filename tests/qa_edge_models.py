@@ -92,6 +92,19 @@ class IntegerOutput(nn.Module):
 
     def forward(self, x):
         return (self.fc(x) * 10).long()
+
+
+class MarkupNames(nn.Module):
+    """nn.ModuleDict keys may be any string without a dot: these read as Rich markup."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleDict({"[/]": nn.Linear(4, 3), "[link=x]": nn.Linear(3, 3)})
+        with torch.no_grad():
+            self.layers["[/]"].bias.fill_(-100.0)  # dead ReLU: diagnostics name these layers
+
+    def forward(self, x):
+        return self.layers["[link=x]"](torch.relu(self.layers["[/]"](x)))
 '''
 
 # Not UTF-8 and no coding line: Python's import accepts the byte in a comment, a plain read

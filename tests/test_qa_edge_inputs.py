@@ -488,3 +488,24 @@ def test_backward_of_a_loss_without_grad_fn_says_where_to_look(
     records = [json.loads(line) for line in out.splitlines()]
     assert [r["phase"] for r in records] == ["define", "forward", "loss", "zero_grad"]
     assert records[2]["loss"] == loss.item()
+
+
+# ------------------------------------------------------------------ names that look like markup
+@pytest.mark.parametrize("accumulate", [[], ["--accumulate"]], ids=["zero-grad", "accumulate"])
+def test_readable_trace_prints_names_that_look_like_markup_as_they_are(
+    models: str, capsys: pytest.CaptureFixture[str], accumulate: list[str]
+) -> None:
+    # Was: rich.errors.MarkupError ("closing tag '[/]' ... has nothing to close") from the
+    # diagnostics and the accumulation lines, which went through Rich markup unescaped.
+    factory = runpy.run_path(models)["MarkupNames"]
+    torch.manual_seed(0)
+    net = factory()
+    names = [name for name, _ in net.named_parameters()]
+    code, out, err = nntui(
+        capsys, "trace", "--iterations", "2", *accumulate, "--model", f"{models}:MarkupNames",
+        "--input-shape", "2,4", "--target-shape", "2,3",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "vanishing: layers.[/].weight: " in out
+    if accumulate:
+        assert all(f"  {name}: grad ‖before‖=" in out for name in names)

@@ -6,6 +6,7 @@ import contextlib
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.text import Text
@@ -17,6 +18,8 @@ from engine.summary import fmt
 
 
 def _render(console: Console, record: PhaseRecord, explanation: str | None = None) -> None:
+    # Names come from the user's model (an nn.ModuleDict key may be "[/]"): every one is
+    # escaped or wrapped in Text, or Rich reads it as markup and raises.
     title = f"iteration {record.iteration} · {record.phase.value}"
     if record.skipped:
         title += " · skipped"
@@ -37,16 +40,17 @@ def _render(console: Console, record: PhaseRecord, explanation: str | None = Non
                 and c.after is not None
             ):
                 console.print(
-                    f"  {c.name}: grad ‖before‖={fmt(c.before.norm)} + ‖fresh‖={fmt(c.fresh.norm)}"
-                    f" → ‖after‖={fmt(c.after.norm)}  (after == before + fresh: {c.exact})"
+                    f"  {escape(c.name)}: grad ‖before‖={fmt(c.before.norm)} + "
+                    f"‖fresh‖={fmt(c.fresh.norm)} → ‖after‖={fmt(c.after.norm)}  "
+                    f"(after == before + fresh: {c.exact})"
                 )
     if record.step_changes and record.step_changes[0].matches_sgd is not None:
         ok = all(c.matches_sgd for c in record.step_changes if c.matches_sgd is not None)
         console.print(f"  Δ == −lr·grad for every parameter: {ok}")
     for label, holds in record.checks:
-        console.print(f"  {label}: [{'green' if holds else 'red'}]{holds}[/]")
+        console.print(f"  {escape(label)}: [{'green' if holds else 'red'}]{holds}[/]")
     for d in record.diagnostics:
-        console.print(f"  [yellow]{d.kind}[/]: {d.message}")
+        console.print(f"  [yellow]{escape(d.kind)}[/]: {escape(d.message)}")
 
 
 def run_trace(
