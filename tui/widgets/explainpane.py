@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
+from textual.content import Content
 from textual.widgets import Static
 
 from engine import Phase, Recipe
 from engine.explain import explain
+
+# Explanations kept as Textual content: the same few come back every iteration, and a kept
+# Content keeps its wrapped lines and height (Textual caches them on the object), so a phase
+# does not wrap its text again for the layout and the frame.
+KEPT = 64
 
 
 def heading(phase: Phase, ran: bool, lang: str) -> str:
@@ -28,6 +36,7 @@ class ExplainPane(VerticalScroll, can_focus=True):
         super().__init__(id=id)
         self.text = ""
         self.title = ""
+        self._kept: OrderedDict[tuple[str, str], Content] = OrderedDict()
 
     def compose(self) -> ComposeResult:
         yield Static(id="explain-text")
@@ -48,7 +57,19 @@ class ExplainPane(VerticalScroll, can_focus=True):
         if (text, title) == (self.text, self.title):
             return  # same words: keep the reader's scroll position
         self.text, self.title = text, title
-        body = Text(title + "\n", style="bold")
-        body.append(text)
-        self.query_one("#explain-text", Static).update(body)
+        self.query_one("#explain-text", Static).update(self._content(title, text))
         self.scroll_home(animate=False)
+
+    def _content(self, title: str, text: str) -> Content:
+        content = self._kept.get((title, text))
+        if content is None:
+            body = Text(title + "\n", style="bold")
+            body.append(text)
+            # As Static.update converts a Text (textual.visual.visualize).
+            content = Content.from_rich_text(body, console=self.app.console)
+            self._kept[(title, text)] = content
+            if len(self._kept) > KEPT:
+                self._kept.popitem(last=False)
+        else:
+            self._kept.move_to_end((title, text))
+        return content
