@@ -20,6 +20,7 @@ alternates each repetition) and medians are reported. Sections:
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import gc
 import json
@@ -440,10 +441,17 @@ class FrameSpy:
 
         match = want if callable(want) else (lambda seen: seen == want)
         deadline = time.perf_counter() + timeout
+        # Frames arrive in time order: start at the first one after ``since`` and look at each
+        # frame once. This poll runs on the app's own event loop, so rescanning the whole list
+        # every 0.5 ms would itself slow the frames being timed.
+        i = bisect.bisect_left(self.frames, since, key=lambda frame: frame[0])
         while True:
-            hits = [t for t, seen in self.frames if t >= since and match(seen)]
-            if hits:
-                return hits[0]
+            frames = self.frames
+            while i < len(frames):
+                t, seen = frames[i]
+                if match(seen):
+                    return t
+                i += 1
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"no frame showed {want!r}")
             await asyncio.sleep(0.0005)
