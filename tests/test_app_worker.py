@@ -176,3 +176,39 @@ async def test_sizes_and_resizing_never_crash(size: tuple[int, int]) -> None:
         await press(pilot, "space", "left", "space")
         assert app.session.done is Phase.STEP
         assert app.screen.has_class("-narrow") is narrow
+
+
+async def test_a_long_phase_counts_its_seconds_and_says_how_to_leave(monkeypatch) -> None:
+    """A model's code may never return; the bar then counts the seconds and names q."""
+    import asyncio
+
+    from tui.widgets.phasebar import PhaseBar
+
+    monkeypatch.setattr(tui.app, "LONG_RUN", 0.2)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        gate = threading.Event()
+        run_next = app.session.run_next
+
+        def slow_run_next():
+            gate.wait(timeout=30)  # a phase that runs until the test lets go
+            return run_next()
+
+        app.session.run_next = slow_run_next
+        app.action_next()
+        bar = app.query_one(PhaseBar)
+        await asyncio.sleep(0.1)
+        await pilot.pause()
+        assert bar.state.busy == "running define" and bar.state.waited == 0
+        await asyncio.sleep(1.2)  # past LONG_RUN and the next once-a-second redraw
+        await pilot.pause()
+        assert bar.state.waited >= 1
+        shown = bar.render_state(bar.state).plain
+        assert f"running define… {bar.state.waited} s · q quits" in shown
+        # The bar is two lines at 120 columns: the words must fit on the second one.
+        assert len(shown.splitlines()[1]) <= SIZE[0]
+        gate.set()
+        await settle(pilot)
+        assert bar.state.busy == "" and bar.state.waited == 0
+        assert "q quits" not in bar.render_state(bar.state).plain

@@ -53,6 +53,8 @@ def test_quit_while_a_phase_never_returns(tmp_path: Path) -> None:
         t.wait_for("define", lambda s: "✓ define" in s, 60)
         t.run("send-keys", "-t", SESSION, "Space")
         t.wait_for("forward running", lambda s: "running forward" in s, 60)
+        # After a few seconds the bar counts them and says how to leave.
+        t.wait_for("the way out", lambda s: "s · q quits" in s, 30)
         t.run("send-keys", "-t", SESSION, "q")
         deadline = time.monotonic() + 20
         while not exit_file.exists() and time.monotonic() < deadline:

@@ -7,6 +7,7 @@ queue to one thread worker at a time, which posts back an immutable ``Snapshot``
 from __future__ import annotations
 
 import gc
+import time
 from collections import deque
 from dataclasses import dataclass
 from functools import partial
@@ -67,6 +68,9 @@ STEPPER_ACTIONS = {"next", "rewind", "accumulate", "reset", "flip", "next_view",
 _NOT_DRAWN = object()
 # Seconds a phase (or job) runs before the phase bar says "running …" (see ``_pump``).
 BUSY_LABEL_DELAY = 0.05
+# Seconds after which the bar also counts the seconds and says how to leave: a model of yours
+# can run for ever (a loop in ``__init__`` or ``forward``), and a thread cannot be stopped.
+LONG_RUN = 3.0
 # Full garbage collections, moved out of the key path (see ``_idle_gc``): run this long after
 # the last frame when nothing is running or queued (a person's pause between keys is longer).
 IDLE_GC_DELAY = 0.02
@@ -215,6 +219,7 @@ class NNTuiApp(App[None]):
         self._stale_views: set[str] = set()
         self._in_flight: Request | Job | None = None
         self._busy_timer: Timer | None = None
+        self._in_flight_since = 0.0  # time.monotonic() when the work in flight started
         self._gc_timer: Timer | None = None
         self._gc_frozen: int | None = None  # objects frozen at start-up; None until then
         # A big model's statistics, read off the event loop (tui/background.py).
@@ -313,6 +318,7 @@ class NNTuiApp(App[None]):
                 self.call_after_refresh(self._schedule_idle_gc)
             return
         self._in_flight = item = self._pending.popleft()
+        self._in_flight_since = time.monotonic()
         # "running …" goes up only if the work is still running a moment later: a fast phase
         # (every phase of the tutorial Net) is painted once, with its result, instead of after
         # a "running" frame that cost as much as the phase and delayed the next frame.
@@ -550,6 +556,8 @@ class NNTuiApp(App[None]):
     def _show_busy(self) -> None:
         if self._in_flight is not None and self.query(PhaseBar):  # none: the app is closing
             self._show_bar()
+            # Again each second while it runs: from LONG_RUN on the bar counts the seconds.
+            self._busy_timer = self.set_timer(1.0, self._show_busy, name="busy-label")
 
     def _show_bar(self) -> None:
         snap = self.snapshot
@@ -573,8 +581,15 @@ class NNTuiApp(App[None]):
                 lr=snap.lr,
                 busy=busy,
                 queued=len(self._pending),
+                waited=int(waited) if busy and (waited := self._waited()) >= LONG_RUN else 0,
             )
         )
+
+    def _waited(self) -> float:
+        """Seconds the work in flight has been running (0 when none is)."""
+        if self._in_flight is None:
+            return 0.0
+        return time.monotonic() - self._in_flight_since
 
     # ------------------------------------------------------------------ actions
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

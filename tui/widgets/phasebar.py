@@ -25,6 +25,7 @@ class BarState:
     lr: float = 0.01
     busy: str = ""  # what the worker is doing right now, e.g. "running backward"
     queued: int = 0
+    waited: int = 0  # seconds it has been running, once that is long (0: not shown)
 
 
 class PhaseBar(Static):
@@ -77,7 +78,8 @@ class PhaseBar(Static):
         line.append("\n")
         info = [
             f"iteration {s.iteration}",
-            f"next: {s.next_phase.value} (iteration {s.next_iteration})",
+            # While it runs, the busy words name the phase: room for them on this line.
+            *([] if s.busy else [f"next: {s.next_phase.value} (iteration {s.next_iteration})"]),
             f"accumulate: {'on' if s.accumulate else 'off'}",
             f".grad holds {s.backwards} backward{'s' if s.backwards != 1 else ''}",
             f"lr {fmt(s.lr)}",
@@ -86,4 +88,10 @@ class PhaseBar(Static):
         if s.busy:
             extra = f" (+{s.queued} queued)" if s.queued else ""
             line.append(f"  {s.busy}…{extra}", style=self._style("busy"))
+            if s.waited:
+                # Said, because nothing else moves: a phase that never returns looks frozen.
+                line.append(
+                    f" {s.waited} s · q quits",
+                    style=self._style("busy"),
+                )
         return line
