@@ -283,9 +283,8 @@ ROOT = Path(__file__).parent.parent
 
 
 def _run_nntui(*argv: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tui", *argv], cwd=ROOT, text=True, timeout=300, **kw
-    )
+    kw.setdefault("timeout", 300)
+    return subprocess.run([sys.executable, "-m", "tui", *argv], cwd=ROOT, text=True, **kw)
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
@@ -509,3 +508,55 @@ def test_readable_trace_prints_names_that_look_like_markup_as_they_are(
     assert "vanishing: layers.[/].weight: " in out
     if accumulate:
         assert all(f"  {name}: grad ‖before‖=" in out for name in names)
+
+
+# ------------------------------------------------------------------ the app without a terminal
+def _app_with_stdout_in_a_file() -> tuple[int, str, str]:
+    """``nntui`` (the app) with a pseudo-terminal on stdin and stderr and stdout in a pipe:
+    ``(exit code, stdout, what the terminal showed)``."""
+    import pty
+    import select
+
+    main_fd, tty_fd = pty.openpty()
+    try:
+        ran = subprocess.run(
+            [sys.executable, "-m", "tui"],
+            cwd=ROOT,
+            stdin=tty_fd,
+            stdout=subprocess.PIPE,
+            stderr=tty_fd,
+            text=True,
+            timeout=60,
+        )
+        shown = b""
+        while select.select([main_fd], [], [], 0.5)[0]:
+            shown += os.read(main_fd, 65536)
+    finally:
+        os.close(tty_fd)
+        os.close(main_fd)
+    return ran.returncode, ran.stdout, shown.decode().replace("\r\n", "\n")
+
+
+def test_the_app_with_stdout_in_a_file_says_it_needs_a_terminal() -> None:
+    # Was: `nntui > log.txt` took Textual's 80×24 fallback size from stdout, the terminal then
+    # reported its own size, and the app spun at 100% CPU on a blank screen.
+    assert _app_with_stdout_in_a_file() == (
+        2,
+        "",
+        "nntui: error: the app needs a terminal (stdout is not one); "
+        "for a run without one, use nntui trace\n",
+    )
+
+
+def test_the_app_without_any_terminal_says_so() -> None:
+    # Was: escape codes written into the pipe, then a wait for keys that never came (stdin
+    # at /dev/null), until killed.
+    ran = _run_nntui(stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    assert (ran.returncode, ran.stdout) == (2, "")
+    assert ran.stderr == (
+        "nntui: error: the app needs a terminal (stdin, stdout and stderr are not one); "
+        "for a run without one, use nntui trace\n"
+    )
+    # Bad options still come first: they are what to fix.
+    ran = _run_nntui("--lr", "nan", stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    assert ran.stderr == "nntui: error: lr must be a positive finite number, got nan\n"

@@ -223,6 +223,19 @@ def cli(ctx: click.Context, **kw: Any) -> None:
     if ctx.invoked_subcommand is not None:
         return
     recipe = make_recipe(**kw)
+    # Textual reads keys from stdin, draws on stderr and takes its size from stdout. Without a
+    # terminal on stdin or stderr it drew escape codes into a file and waited for keys that
+    # never come (`nntui < /dev/null` hung until killed); with stdout in a file it took the
+    # 80×24 fallback size, the terminal then reported its real one, and the app spun at 100%
+    # CPU on a blank screen.
+    streams = {"stdin": sys.stdin, "stdout": sys.stdout, "stderr": sys.stderr}
+    missing = [name for name, stream in streams.items() if not stream.isatty()]
+    if missing:
+        names = " and ".join([", ".join(missing[:-1]), missing[-1]] if missing[:-1] else missing)
+        raise click.UsageError(
+            f"the app needs a terminal ({names} {'is' if len(missing) == 1 else 'are'} not "
+            "one); for a run without one, use nntui trace"
+        )
     from .app import NNTuiApp
 
     app = NNTuiApp(
