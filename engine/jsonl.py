@@ -48,4 +48,52 @@ def record_to_json(record: PhaseRecord) -> dict[str, Any]:
 
 
 def record_to_line(record: PhaseRecord) -> str:
-    return json.dumps(record_to_json(record), separators=(",", ":"))
+    """The record as one line of JSON, exactly ``json.dumps(..., separators=(",", ":"))``.
+
+    The ``grad_fn`` tree nests two levels per node along the graph's longest path: a model
+    that chains 500 operations nests past Python's recursion limit, and ``json.dumps`` raised
+    RecursionError. That value is encoded without recursion; the rest by ``json``.
+    """
+    data = record_to_json(record)
+    if "grad_fn" not in data:
+        return _dumps(data)
+    head = _dumps({k: v for k, v in data.items() if k not in ("grad_fn", "diagnostics")})
+    tail = (
+        f',"grad_fn":{_dumps_deep(data["grad_fn"])},"diagnostics":{_dumps(data["diagnostics"])}}}'
+    )
+    return head[:-1] + tail
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class _Text(str):
+    """Output to copy as it is (punctuation and keys), not a value to encode."""
+
+
+def _dumps_deep(value: Any) -> str:
+    """``_dumps(value)`` for dicts and lists nested to any depth, with an explicit stack."""
+    parts: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Text):
+            parts.append(item)
+            continue
+        if isinstance(item, dict):
+            seq: list[Any] = [_Text("{")]
+            for i, (key, sub) in enumerate(item.items()):
+                seq += [_Text(("," if i else "") + _dumps(str(key)) + ":"), sub]
+            seq.append(_Text("}"))
+        elif isinstance(item, list):
+            seq = [_Text("[")]
+            for i, sub in enumerate(item):
+                seq += [_Text(",")] if i else []
+                seq.append(sub)
+            seq.append(_Text("]"))
+        else:
+            parts.append(_dumps(item))
+            continue
+        stack.extend(reversed(seq))
+    return "".join(parts)

@@ -105,6 +105,20 @@ class MarkupNames(nn.Module):
 
     def forward(self, x):
         return self.layers["[link=x]"](torch.relu(self.layers["[/]"](x)))
+
+
+class LongChain(nn.Module):
+    """700 operations in a row: a grad_fn graph deeper than Python's recursion limit."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        y = self.fc(x)
+        for _ in range(700):
+            y = y * 1.0001
+        return y
 '''
 
 # Not UTF-8 and no coding line: Python's import accepts the byte in a comment, a plain read

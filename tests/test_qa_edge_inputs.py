@@ -560,3 +560,41 @@ def test_the_app_without_any_terminal_says_so() -> None:
     # Bad options still come first: they are what to fix.
     ran = _run_nntui("--lr", "nan", stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
     assert ran.stderr == "nntui: error: lr must be a positive finite number, got nan\n"
+
+
+# ------------------------------------------------------------------ deep grad_fn graphs
+def test_json_of_a_graph_deeper_than_the_recursion_limit(
+    models: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was: RecursionError from json.dumps on the loss record's nested grad_fn tree (two
+    # levels per node: 700 chained operations nest 1,400 deep), a traceback after 2 lines.
+    factory = runpy.run_path(models)["LongChain"]
+    expected = plain_losses(factory, (2, 4), (2, 3), 1)
+    torch.manual_seed(0)
+    net = factory()
+    input, target = torch.randn(2, 4), torch.randn(2, 3)
+    fn = nn.MSELoss()(net(input), target).grad_fn
+    chain = []
+    while fn is not None:
+        chain.append(type(fn).__name__)
+        fn = next((f for f, _ in fn.next_functions if f is not None), None)
+    assert len(chain) > 700
+    code, out, err = nntui(
+        capsys, "trace", "--json", "--model", f"{models}:LongChain", "--input-shape", "2,4",
+        "--target-shape", "2,3",
+    )  # fmt: skip
+    assert code == 0, err
+    # Python's own decoder recurses too: reading this valid JSON needs a higher limit.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(10_000)
+    try:
+        records = [json.loads(line) for line in out.splitlines()]
+    finally:
+        sys.setrecursionlimit(limit)
+    assert [r["loss"] for r in records if r["phase"] == "loss"] == expected
+    node = next(r for r in records if r["phase"] == "loss")["grad_fn"]
+    traced = []
+    while node is not None:
+        traced.append(node["name"])
+        node = next((c for c in node["children"] if c is not None), None)
+    assert traced == chain
