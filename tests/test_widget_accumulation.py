@@ -9,10 +9,18 @@ import torch
 import torch.nn as nn
 import torch.optim as optim
 from textual.app import App, ComposeResult
+from textual_plotext import PlotextPlot
 
 from engine import Phase, PhaseError, Session
 from tests.oracle import TutorialNet
-from tui.widgets.accumulation import AccumulationPane, accumulation_view, value
+from tui.widgets.accumulation import (
+    AccumulationPane,
+    FastPlot,
+    ValuesTable,
+    accumulation_view,
+    value,
+    values_table,
+)
 
 STYLES = Path(__file__).resolve().parents[1] / "tui" / "styles" / "accumulation.tcss"
 SIZE = (100, 34)
@@ -169,3 +177,54 @@ def test_no_grad_flowed_says_whether_after_equals_before() -> None:
     text = check_text(changed)
     assert text.plain == "no grad flowed here this backward: after ≠ before ✗ (not bit-equal)"
     assert "red" in str(text.style)
+
+
+def plot_cells(strips: list) -> list[list[tuple[str, object, object]]]:
+    """Each cell's character, style without meta, and the offset text selection reads."""
+    rows = []
+    for strip in strips:
+        row = []
+        for segment in strip:
+            style = segment.style
+            offset = style.meta.get("offset") if style is not None else None
+            for i, char in enumerate(segment.text):
+                at = None if offset is None else (offset[0] + i, offset[1])
+                row.append((char, style.clear_meta_and_links() if style else None, at))
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize("size", [(100, 34), (61, 21)])
+async def test_fast_plots_draw_the_cells_plotext_plot_draws(size: tuple[int, int]) -> None:
+    """FastPlot skips plotext's ANSI string and its parse: every cell must stay the same."""
+    session = Session(accumulate=True)
+    async with PaneApp().run_test(size=size) as pilot:
+        pane = pilot.app.query_one(AccumulationPane)
+        for n in (0, 1, 5, 6, 13):
+            run_phases(session, n - len(session.records))
+            pane.update_from(session.records, "conv1.bias")
+            await pilot.pause()
+            for plot in pane.query(FastPlot):
+                height = plot.size.height
+                fast = [plot.render_line(y) for y in range(height)]
+                plot._layout_cache.clear()  # PlotextPlot's own path, from plot.render()
+                plot._dirty_regions.add(plot.region)
+                slow = [PlotextPlot.render_line(plot, y) for y in range(height)]
+                assert plot_cells(fast) == plot_cells(slow), (n, plot.id)
+                assert all(strip.cell_length == plot.size.width for strip in fast)
+
+
+def test_values_grid_writes_what_the_rich_table_writes() -> None:
+    """ValuesTable skips rich's table layout: the same segments at every width."""
+    from rich.console import Console
+
+    session = Session(accumulate=True)
+    run_phases(session, 10)  # two backwards: .grad was None, then accumulated
+    changes = [c for r in session.records if r.phase is Phase.BACKWARD for c in r.grad_changes]
+    assert len(changes) == 20
+    for change in changes:
+        for width in (100, 44, 43, 30):  # 44: the grid's own width; narrower: rich squeezes
+            console = Console(width=width, color_system="truecolor")
+            want = console.render_lines(values_table(change), console.options, pad=False)
+            got = console.render_lines(ValuesTable(change), console.options, pad=False)
+            assert got == want, (change.name, width)
