@@ -108,3 +108,34 @@ async def test_rewind_discards_results_for_records_gone(gated: threading.Event) 
         assert table.cell_text("fc1.weight", "data") == f"‖p‖={fmt(weight.norm().item())}"
         grad = app.session.tensor("fc1.weight", "grad")
         assert table.cell_text("fc1.weight", "grad") == f"‖g‖={fmt(grad.norm().item())}"
+
+
+async def test_big_heatmap_laid_out_off_the_event_loop(gated: threading.Event) -> None:
+    """A big tensor's pixels come from the background thread: the placeholder first, then
+    exactly what laying it out at once gives."""
+    import numpy as np
+
+    from tui.widgets.heatmap import TensorView, layout_tensor
+
+    app = quiet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await complete(pilot)
+        view = app.query_one(TensorView)
+        values = np.random.default_rng(0).standard_normal((48, 1000))
+        gated.clear()
+        view.show("w", values, "summary")
+        await pilot.pause()
+        canvas = view.canvas
+        assert canvas.pending is not None and canvas.heatmap is None
+        assert app.placeholders > 0
+        legend = view.query_one("#tensor-legend")
+        assert str(legend.render()) == background.PLACEHOLDER
+        gated.set()
+        await complete(pilot)
+        region = canvas.scrollable_content_region
+        want = layout_tensor(values, region.width, region.height * 2)
+        got = canvas.heatmap
+        assert got is not None and canvas.pending is None
+        assert np.array_equal(got.codes, want.codes)
+        assert (got.scale, got.note, got.reduce) == (want.scale, want.note, want.reduce)
+        assert background.PLACEHOLDER not in str(legend.render())

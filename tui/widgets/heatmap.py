@@ -28,6 +28,8 @@ from textual.widgets import Static
 
 from engine.summary import fmt
 
+from .. import background
+
 LEVELS = 12  # colour steps on each side of zero; enough to read, few enough to cache styles
 ZERO = LEVELS  # code of an exact zero
 GAP = -1  # background pixel: between kernels, or padding
@@ -351,6 +353,8 @@ class HeatmapCanvas(ScrollView):
         self._message = ""
         self.heatmap: HeatmapLayout | None = None
         self._strips: list[Strip] = []
+        # Laid out on the background thread, not drawn yet: (values, width, height, maps).
+        self.pending: tuple[np.ndarray, int, int, bool] | None = None
 
     def set_values(self, values: np.ndarray | None, message: str = "", maps: bool = False) -> None:
         self._values = values
@@ -359,18 +363,44 @@ class HeatmapCanvas(ScrollView):
         self.relayout()
 
     def relayout(self) -> None:
-        """Recompute pixels for the current size (called on show and on resize)."""
+        """Recompute pixels for the current size (called on show and on resize).
+
+        A big tensor (a 1024×1024 weight: ~10 ms of block means) is laid out on the app's
+        background thread (tui.background): the canvas shows the placeholder until then.
+        """
         region = self.scrollable_content_region
-        if self._values is None or region.width <= 0 or region.height <= 0:
-            self.heatmap = None
+        self.pending = None
+        values = self._values
+        if values is None or region.width <= 0 or region.height <= 0:
+            self._laid_out(None)
+            return
+        width, height_px, maps = region.width, region.height * 2, self._maps
+        bg = background.background_of(self.app)
+        if bg is None or values.size <= background.DEFER_NUMEL:
+            self._laid_out(layout_tensor(values, width, height_px, maps=maps))
+            return
+        self.pending = (values, width, height_px, maps)
+        self._laid_out(None)
+
+        def apply(layout: HeatmapLayout) -> None:
+            # Only if still waiting for these very values at this size (a task asked again
+            # for the same, by a newer snapshot, may land second: it then finds none pending).
+            asked = self.pending
+            if asked is not None and asked[0] is values and asked[1:] == (width, height_px, maps):
+                self.pending = None
+                self._laid_out(layout)
+
+        key = ("heatmap", id(self), id(values), width, height_px, maps)
+        bg.submit(key, lambda: layout_tensor(values, width, height_px, maps=maps), apply)
+
+    def _laid_out(self, layout: HeatmapLayout | None) -> None:
+        self.heatmap = layout
+        if layout is None:
             self._strips = []
             self.virtual_size = Size(0, 0)
         else:
-            self.heatmap = layout_tensor(
-                self._values, region.width, region.height * 2, maps=self._maps
-            )
-            self._strips = strips_for(self.heatmap.codes)
-            self.virtual_size = Size(self.heatmap.width, self.heatmap.height)
+            self._strips = strips_for(layout.codes)
+            self.virtual_size = Size(layout.width, layout.height)
         self.scroll_to(0, 0, animate=False)
         self.refresh()
         self.post_message(self.LaidOut())
@@ -383,6 +413,12 @@ class HeatmapCanvas(ScrollView):
         width = self.scrollable_content_region.width
         style = self.rich_style
         line = scroll_y + y
+        if self.pending is not None:
+            if y == self.size.height // 3:
+                text = background.PLACEHOLDER[:width].center(width)
+                dim = Style.parse(background.PLACEHOLDER_STYLE)
+                return Strip([Segment(text, dim)], width).apply_style(style)
+            return Strip.blank(width, style)
         if self._values is None:
             # The message sits a third of the way down, centred: hard to miss, not shouting.
             if self._message and y == self.size.height // 3:
@@ -454,6 +490,10 @@ class TensorView(Vertical):
         if self._shown is not None and _same_view(
             self._shown, (title, summary, none_text, maps, array)
         ):
+            if self.canvas.pending is not None:
+                # Its layout was queued for an older snapshot: a newer one drops such work
+                # (tui.background), and the panes ask again for what they still show.
+                self.canvas.relayout()
             return
         self._shown = (title, summary, none_text, maps, array)
         self.title_text = title
@@ -477,10 +517,15 @@ class TensorView(Vertical):
         if layout is not None:
             key = legend(layout.scale, layout.note)
             summary.append_text(flags(layout.nans, layout.infs))
+        elif self.canvas.pending is not None:
+            key = Text(background.PLACEHOLDER, style=background.PLACEHOLDER_STYLE)
         texts = (_text_key(key), _text_key(summary))
         if texts == self._texts:
             return  # the canvas laid out again (a resize, a new tensor) with the same words
         self._texts = texts
-        self.query_one("#tensor-legend", Static).update(key if layout is not None else "")
+        waiting = layout is None and self.canvas.pending is not None
+        self.query_one("#tensor-legend", Static).update(
+            key if layout is not None or waiting else ""
+        )
         self.query_one("#tensor-summary", Static).update(summary)
         self.refresh()
