@@ -108,6 +108,27 @@ def _is_file(path: Path) -> bool:
         return False
 
 
+def _not_on_path_hint(spec: ModelSpec, exc: BaseException) -> str:
+    """Why a module in the current folder is not found: the ``nntui`` command, unlike
+    ``python -m``, does not put the current folder on ``sys.path``."""
+    assert spec.module is not None
+    top = spec.module.split(".")[0]
+    if not isinstance(exc, ModuleNotFoundError) or exc.name != top:
+        return ""
+    here = Path.cwd()
+    if any(Path(entry or ".").resolve() == here.resolve() for entry in sys.path):
+        return ""  # on the path after all: not found for another reason
+    if not ((here / f"{top}.py").is_file() or (here / top).is_dir()):
+        return ""
+    # A plain module also loads as a file; a package's module may import its siblings.
+    single = spec.module == top and (here / f"{top}.py").is_file()
+    hint = f" or give --model {top}.py:{spec.name}" if single else ""
+    return (
+        f" ({top} is in the current folder, which is not on the import path: "
+        f"run with PYTHONPATH=.{hint})"
+    )
+
+
 def _check_file(path: Path, spec: ModelSpec) -> None:
     try:
         is_dir, is_file = path.is_dir(), path.is_file()
@@ -156,7 +177,9 @@ def load_factory(spec: ModelSpec) -> Factory:
             module = importlib.import_module(spec.module)
         # Same as for files: whatever the import raises is the user's, reported in one line.
         except USER_ERRORS as exc:
-            raise RecipeError(f"cannot import {spec.module}: {_one_line(exc)}") from exc
+            raise RecipeError(
+                f"cannot import {spec.module}: {_one_line(exc)}{_not_on_path_hint(spec, exc)}"
+            ) from exc
     obj: Any = module
     for part in spec.name.split("."):
         if not hasattr(obj, part):

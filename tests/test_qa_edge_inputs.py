@@ -598,3 +598,28 @@ def test_json_of_a_graph_deeper_than_the_recursion_limit(
         traced.append(node["name"])
         node = next((c for c in node["children"] if c is not None), None)
     assert traced == chain
+
+
+# ------------------------------------------------------------------ a module in the current folder
+NNTUI_SCRIPT = Path(sys.executable).parent / "nntui"
+
+
+@pytest.mark.skipif(not NNTUI_SCRIPT.exists(), reason="needs the installed nntui command")
+def test_module_in_the_current_folder_says_why_it_is_not_found(tmp_path: Path) -> None:
+    # The nntui command, unlike `python -m tui`, does not put the current folder on sys.path:
+    # `--model mymodel:Net` next to mymodel.py said only "No module named 'mymodel'".
+    (tmp_path / "mymodel.py").write_text("import torch.nn as nn\nNet = nn.Identity\n")
+    ran = subprocess.run(
+        [str(NNTUI_SCRIPT), "trace", "--model", "mymodel:Net", "--input-shape", "2,4"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    assert (ran.returncode, ran.stdout) == (2, "")
+    assert ran.stderr == (
+        "nntui: error: cannot import mymodel: ModuleNotFoundError: No module named 'mymodel' "
+        "(mymodel is in the current folder, which is not on the import path: run with "
+        "PYTHONPATH=. or give --model mymodel.py:Net)\n"
+    )
