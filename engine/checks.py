@@ -87,6 +87,9 @@ def sgd_facts(
     worst = 0.0
     close = True
     matches: list[bool | None] = []
+    # A sparse gradient (F.embedding(..., sparse=True)) cannot be written into the strided
+    # scratch buffers below; as dense values it is the same update.
+    grads = [_dense(g) for g in grads]
     largest = max((g.numel() for g in grads if g is not None), default=0)
     pools: dict[torch.dtype, list[torch.Tensor]] = {}
 
@@ -134,12 +137,18 @@ def sgd_facts(
     )
 
 
+def _dense(grad: torch.Tensor | None) -> torch.Tensor | None:
+    if grad is None or grad.layout == torch.strided:
+        return grad
+    return grad.to_dense()
+
+
 def sgd_error(after: torch.Tensor, before: torch.Tensor, grad: torch.Tensor, lr: float) -> float:
     """The largest ``|Δ + lr·g|``: what the step's subtraction rounded away."""
     if not grad.numel():
         return 0.0
     # lr·g + Δ equals Δ + lr·g bit for bit (float addition commutes): one temporary.
-    gap = torch.mul(grad, lr)
+    gap = torch.mul(_dense(grad), lr)
     gap.add_(after - before)
     return float(gap.abs_().max().item())
 

@@ -119,6 +119,18 @@ class LongChain(nn.Module):
         for _ in range(700):
             y = y * 1.0001
         return y
+
+
+class FunctionalSparse(nn.Module):
+    """A sparse gradient without an nn.Embedding(sparse=True) to refuse at define."""
+
+    def __init__(self):
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(10, 3))
+
+    def forward(self, x):
+        index = (x.abs() * 3).long().clamp(0, 9)
+        return torch.nn.functional.embedding(index, self.table, sparse=True).sum(1)
 '''
 
 # Not UTF-8 and no coding line: Python's import accepts the byte in a comment, a plain read

@@ -623,3 +623,36 @@ def test_module_in_the_current_folder_says_why_it_is_not_found(tmp_path: Path) -
         "(mymodel is in the current folder, which is not on the import path: run with "
         "PYTHONPATH=. or give --model mymodel.py:Net)\n"
     )
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "manual"])
+def test_readable_trace_of_a_functional_sparse_gradient(
+    models: str, capsys: pytest.CaptureFixture[str], optimizer: str
+) -> None:
+    # Was: "RuntimeError: self.is_sparse() INTERNAL ASSERT FAILED" traceback from the step's
+    # SGD-vs-manual comparison, which wrote the sparse .grad into strided scratch buffers.
+    factory = runpy.run_path(models)["FunctionalSparse"]
+    torch.manual_seed(0)
+    net = factory()
+    input, target = torch.randn(2, 4), torch.randn(2, 3)
+    opt: Any = torch.optim.SGD(net.parameters(), lr=0.01)
+    losses = []
+    for _ in range(2):
+        opt.zero_grad()
+        loss = nn.MSELoss()(net(input), target)
+        losses.append(loss.item())
+        loss.backward()
+        if optimizer == "sgd":
+            opt.step()
+        else:
+            with torch.no_grad():
+                for f in net.parameters():
+                    f.data.sub_(f.grad.data * 0.01)
+    argv = ["--model", f"{models}:FunctionalSparse", "--input-shape", "2,4"]
+    argv += ["--target-shape", "2,3", "--iterations", "2", "--optimizer", optimizer]
+    code, out, err = nntui(capsys, "trace", *argv)
+    assert code == 0, err
+    assert "optim.SGD and the manual loop agree to float rounding: True" in out
+    code, out, err = nntui(capsys, "trace", "--json", *argv)
+    assert code == 0, err
+    assert traced_losses(out) == losses
