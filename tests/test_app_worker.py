@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 
 import pytest
 import torch
@@ -212,3 +214,43 @@ async def test_a_long_phase_counts_its_seconds_and_says_how_to_leave(monkeypatch
         await settle(pilot)
         assert bar.state.busy == "" and bar.state.waited == 0
         assert "q quits" not in bar.render_state(bar.state).plain
+
+
+async def test_idle_collection_counts_what_it_freezes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The idle collection keeps its own count of what it froze (gc.get_freeze_count() walks
+    every frozen object, tens of ms) and past REFREEZE_AFTER unfreezes and walks it all."""
+    import gc
+
+    import tui.app as app_module
+
+    app = quiet_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await press(pilot, "space")
+        deadline = time.monotonic() + 30
+        while app._gc_frozen is None:  # start-up's freeze runs on a thread
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await settle(pilot)
+        while app.message_queue_size:  # _collect waits for an idle loop
+            await asyncio.sleep(0.01)
+        app._gc_timer = None
+        frozen = app._gc_frozen
+        before = gc.get_freeze_count()
+        app._collect()
+        assert app._gc_frozen - frozen == gc.get_freeze_count() - before > 0
+        monkeypatch.setattr(app_module, "REFREEZE_AFTER", 0)
+        calls: list[str] = []
+        unfreeze = gc.unfreeze
+        monkeypatch.setattr(gc, "unfreeze", lambda: (calls.append("unfreeze"), unfreeze()))
+        while app.message_queue_size:
+            await asyncio.sleep(0.01)
+        gc.disable()  # nothing else may collect in between
+        try:
+            garbage: list[object] = []
+            garbage.append(garbage)  # a cycle: freed by a collection only
+            del garbage
+            app._collect()
+        finally:
+            gc.enable()
+        assert calls == ["unfreeze"]
+        assert app._gc_frozen == 0
