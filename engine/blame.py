@@ -8,6 +8,7 @@ still running: ``fc1 (Linear): input [1, 256] vs weight [120, 400]: mat1 and mat
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -34,12 +35,25 @@ class ModuleFailure(RuntimeError):
         self.module = module
 
 
+# Terminal escape sequences a user's exception message may carry (colour codes): they would
+# reach stderr and the app's error bar raw.
+_ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|.)")
+# A message longer than this is cut: torch's "not implemented for this backend" errors list
+# every backend and kernel over thousands of characters.
+MAX_MESSAGE = 400
+
+
 def one_line(exc: BaseException) -> str:
     """The exception's message on one line, without the C++ stack some torch errors carry
-    (``Exception raised from … (most recent call first): frame #0: …``)."""
-    text = str(exc).strip()
+    (``Exception raised from … (most recent call first): frame #0: …``), escape codes, or
+    more than ``MAX_MESSAGE`` characters."""
+    try:
+        text = str(exc).strip()
+    except USER_ERRORS as inner:  # a user's exception class whose __str__ itself raises
+        text = f"(its message could not be read: {type(inner).__name__})"
     text = text.split("Exception raised from ", 1)[0].strip() or text
-    return " ".join((text or type(exc).__name__).split())
+    text = " ".join(_ESCAPES.sub("", text).split()) or type(exc).__name__
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 
 def module_label(path: str, module: nn.Module) -> str:

@@ -14,9 +14,10 @@ class PhaseFailure(RuntimeError):
 
 def error_message(exc: BaseException) -> str:
     """The error line's text: our own failures speak for themselves, others carry their type."""
-    if isinstance(exc, (PhaseFailure, RecipeError, ModuleFailure)) or not str(exc).strip():
-        return one_line(exc)  # an empty message is its type alone, not "KeyError: KeyError"
-    return f"{type(exc).__name__}: {one_line(exc)}"
+    text = one_line(exc)  # never raises, even for a message that cannot be read
+    if isinstance(exc, (PhaseFailure, RecipeError, ModuleFailure)) or text == type(exc).__name__:
+        return text  # an empty message is its type alone, not "KeyError: KeyError"
+    return f"{type(exc).__name__}: {text}"
 
 
 # torch's words when ``loss.backward()`` meets a loss that autograd did not record.

@@ -26,6 +26,10 @@ class Checkpoint:
     params: tuple[torch.Tensor, ...] = ()
     grads: tuple[torch.Tensor | None, ...] = ()
     buffers: tuple[torch.Tensor, ...] = ()
+    # The buffers this iteration's forward started from (the tuple the checkpoint before it
+    # holds): a rewind that recomputes the forward must run it on these, not on the updated
+    # ones, or a forward that reads a buffer it also updates would update it twice.
+    buffers_before: tuple[torch.Tensor, ...] = ()
     opt_state: tuple[dict[str, Any], ...] = ()  # per parameter, in parameter order
     rng: torch.Tensor | None = None
     forward_rng: torch.Tensor | None = None  # RNG as this iteration's forward found it
@@ -46,6 +50,7 @@ class Checkpoint:
             self.params,
             self.grads,
             self.buffers,
+            self.buffers_before,
             self.opt_state,
             self.rng,
             self.forward_rng,

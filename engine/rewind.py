@@ -47,8 +47,10 @@ class Rewinding:
             # every gradient per backward, in time and memory.
             grads = tuple(p.grad for p in self.params)
         buffers = prev.buffers
+        buffers_before = prev.buffers_before
         if fresh or phase in (Phase.DEFINE, Phase.FORWARD):
             buffers = tuple(b.detach().clone() for b in net.buffers())
+            buffers_before = prev.buffers if phase is Phase.FORWARD else ()
         opt_state = prev.opt_state
         if fresh or phase in (Phase.DEFINE, Phase.STEP):
             state = self.setup.optimizer.state
@@ -74,6 +76,7 @@ class Rewinding:
                 params=params,
                 grads=grads,
                 buffers=buffers,
+                buffers_before=buffers_before,
                 opt_state=opt_state,
                 rng=torch.get_rng_state(),
                 forward_rng=forward_rng,
@@ -207,6 +210,9 @@ class Rewinding:
         """The autograd graph cannot be copied, so a rewind recomputes it from restored state."""
         assert self.setup is not None and cp.forward_rng is not None
         torch.set_rng_state(cp.forward_rng)
+        # From the buffers the forward found (BatchNorm's output does not read its running
+        # statistics in training, but a model's own forward may read a buffer it updates).
+        replace_buffers(self.setup.net, cp.buffers_before)
         input, target = self.setup.data.batch(cp.iteration)
         captured: dict[str, tuple[str, torch.Tensor]] = {}
         returned: dict[str, int] = {}

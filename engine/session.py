@@ -50,6 +50,10 @@ LARGE = 1 << 16  # elements: a tensor this big is checked on its own, small ones
 T = TypeVar("T")
 
 
+def _is_sparse(t: torch.Tensor | None) -> bool:
+    return t is not None and t.layout is not torch.strided
+
+
 class DiagnosisView:
     """What a diagnosis reads of the session, as it was when the phase ran (diagnoses run
     when a record's ``diagnostics`` are first read, maybe phases later)."""
@@ -502,6 +506,14 @@ class Session(Rewinding):
         finally:
             for h in handles:
                 h.remove()
+        sparse = next((n for n, p in zip(self.names, self.params) if _is_sparse(p.grad)), None)
+        if sparse is not None:
+            # Every view, check and summary reads dense tensors; said here, in one line,
+            # rather than failing somewhere later (run_next restores the state before it).
+            raise PhaseFailure(
+                f"{sparse}.grad is a sparse tensor (sparse=True in an embedding?): nntui shows "
+                "dense gradients only"
+            )
         self.loss = None  # its graph is freed; a second backward needs a new forward
         self.backwards += 1
         changes = []

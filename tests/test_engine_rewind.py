@@ -154,3 +154,47 @@ def test_nan_loss_is_refused_and_undone() -> None:
     assert "NaN guard" in e.message
     # Still consistent: parameters are finite.
     assert all(torch.isfinite(p).all() for p in s.params)
+
+
+def test_rewind_recomputes_a_forward_from_the_buffers_it_found() -> None:
+    """Loss and grads after rewinds equal a plain loop, for a forward that updates a buffer it
+    then reads (BatchNorm's training output never reads its running statistics, so it cannot
+    show this)."""
+    from pathlib import Path
+
+    import torch.nn as nn
+    import torch.optim as optim
+
+    from engine import Phase, Recipe, Session
+    from engine.bitwise import bit_equal
+    from tests.user_models import ReadsItsBuffer
+
+    model = f"{Path(__file__).parent / 'user_models.py'}:ReadsItsBuffer"
+    session = Session(Recipe(model=model, input_shape=(2, 4), target_shape=(2, 3)))
+    session.run_next()  # define
+
+    torch.manual_seed(0)
+    net = ReadsItsBuffer()
+    input, target = torch.randn(2, 4), torch.randn(2, 3)
+    opt = optim.SGD(net.parameters(), lr=0.01)
+    for _ in range(3):
+        opt.zero_grad()
+        loss = nn.MSELoss()(net(input), target)
+        loss.backward()
+        # Rewind to before the forward, then into the live graph (after forward, after loss):
+        # each of the last two recomputes the forward, and backward runs on the last one.
+        for back in (3, 2, 1, 0):
+            while session.next_phase is not Phase.BACKWARD:
+                record = session.run_next()
+                if record.phase is Phase.LOSS:
+                    assert record.loss == loss.item(), back
+            if back:
+                assert session.rewind(back) == back
+        session.run_next()  # backward, through the graph the last rewind rebuilt
+        for name, p in net.named_parameters():
+            assert bit_equal(session.param(name).grad, p.grad), name
+        assert bit_equal(dict(session.setup.net.named_buffers())["scale"], net.scale)
+        session.run_next()  # step
+        opt.step()
+        for name, p in net.named_parameters():
+            assert bit_equal(session.param(name), p), name

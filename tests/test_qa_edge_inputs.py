@@ -625,34 +625,24 @@ def test_module_in_the_current_folder_says_why_it_is_not_found(tmp_path: Path) -
     )
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "manual"])
-def test_readable_trace_of_a_functional_sparse_gradient(
-    models: str, capsys: pytest.CaptureFixture[str], optimizer: str
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_a_functional_sparse_gradient_is_one_line_at_backward(
+    models: str, capsys: pytest.CaptureFixture[str], json_lines: bool
 ) -> None:
     # Was: "RuntimeError: self.is_sparse() INTERNAL ASSERT FAILED" traceback from the step's
-    # SGD-vs-manual comparison, which wrote the sparse .grad into strided scratch buffers.
+    # SGD-vs-manual comparison, and the app died drawing the accumulation view (aminmax of a
+    # sparse tensor). Like nn.Embedding(sparse=True) at define, it is refused in one line,
+    # here at the backward that made it; forward and loss still equal plain PyTorch.
     factory = runpy.run_path(models)["FunctionalSparse"]
     torch.manual_seed(0)
     net = factory()
     input, target = torch.randn(2, 4), torch.randn(2, 3)
-    opt: Any = torch.optim.SGD(net.parameters(), lr=0.01)
-    losses = []
-    for _ in range(2):
-        opt.zero_grad()
-        loss = nn.MSELoss()(net(input), target)
-        losses.append(loss.item())
-        loss.backward()
-        if optimizer == "sgd":
-            opt.step()
-        else:
-            with torch.no_grad():
-                for f in net.parameters():
-                    f.data.sub_(f.grad.data * 0.01)
+    loss = nn.MSELoss()(net(input), target)
     argv = ["--model", f"{models}:FunctionalSparse", "--input-shape", "2,4"]
-    argv += ["--target-shape", "2,3", "--iterations", "2", "--optimizer", optimizer]
+    argv += ["--target-shape", "2,3", "--iterations", "2", *(["--json"] if json_lines else [])]
     code, out, err = nntui(capsys, "trace", *argv)
-    assert code == 0, err
-    assert "optim.SGD and the manual loop agree to float rounding: True" in out
-    code, out, err = nntui(capsys, "trace", "--json", *argv)
-    assert code == 0, err
-    assert traced_losses(out) == losses
+    assert code == 1
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "error in backward" in err and "table.grad is a sparse tensor" in err
+    if json_lines:
+        assert traced_losses(out) == [loss.item()]

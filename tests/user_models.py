@@ -295,3 +295,35 @@ class InPlaceNet(nn.Module):
         out = self.bn(self.fc1(x))
         out += self.skip(x)
         return self.fc2(self.drop(self.relu(out)))
+
+
+class ReadsItsBuffer(nn.Module):
+    """A forward that updates a buffer and then reads it: a rewind that recomputes the forward
+    must start from the buffer the forward found, or it doubles the update."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.register_buffer("scale", torch.ones(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.scale.mul_(1.5)
+        return self.fc(x) * self.scale
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise ValueError("str of exc boom")
+
+
+class RaisesUnprintable(nn.Module):
+    """A forward raising an exception whose message itself raises when read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled():
+            return self.fc(x)  # the loader's dry forward runs under no_grad: let it pass
+        raise _Unprintable()
