@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +12,7 @@ from click.testing import CliRunner
 
 from engine import Recipe
 from engine.export import export_script
+from tests.scripts import run_plain
 from tui.cli import cli, main
 
 RECIPES = {
@@ -63,16 +61,7 @@ def test_exported_script_prints_the_trace_losses(name: str, tmp_path: Path) -> N
     ]
     assert len(expected) == int(iterations)
     # A plain python, from an empty directory, without this checkout on the path.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["OMP_NUM_THREADS"] = "1"
-    ran = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-        env=env,
-    )
+    ran = run_plain(script, tmp_path)
     assert ran.returncode == 0, ran.stderr
     printed = [float(line) for line in ran.stdout.splitlines()]
     assert printed == expected  # exact: print(float) writes every digit

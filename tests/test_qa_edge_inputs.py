@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from tests.qa_edge_models import BOM, LATIN1, LATIN1_DECLARED, MODELS
+from tests.scripts import run_plain
 from tui.cli import main
 
 
@@ -264,16 +265,7 @@ def test_export_reads_the_file_as_python_does(
         "-o", str(script),
     )  # fmt: skip
     assert code == 0, err
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["OMP_NUM_THREADS"] = "1"
-    ran = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-        env=env,
-    )
+    ran = run_plain(script, tmp_path)
     assert ran.returncode == 0, ran.stderr
     assert [float(x) for x in ran.stdout.split()] == expected
 
