@@ -254,3 +254,16 @@ async def test_idle_collection_counts_what_it_freezes(monkeypatch: pytest.Monkey
             gc.enable()
         assert calls == ["unfreeze"]
         assert app._gc_frozen == 0
+
+
+def test_frames_tick_at_240_fps_unless_the_user_says_otherwise() -> None:
+    import subprocess
+    import sys
+
+    probe = "import tui, textual.constants as c; print(c.MAX_FPS)"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TEXTUAL_FPS"}
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert ran.stdout.strip() == "240", ran.stderr
+    env["TEXTUAL_FPS"] = "30"
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert ran.stdout.strip() == "30", ran.stderr

@@ -44,6 +44,9 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: the repo's packa
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
+# The app's own settings (tui/__init__.py: Textual's frame rate) take effect before anything
+# here imports Textual, as they do when nntui runs.
+import tui  # noqa: E402, F401
 from engine.history import DEFAULT_BUDGET_BYTES  # noqa: E402
 from engine.phases import LOOP, Phase  # noqa: E402
 from engine.recipe import MODELS, Recipe, build  # noqa: E402
