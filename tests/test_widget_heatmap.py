@@ -220,3 +220,22 @@ async def test_resize_relayouts() -> None:
         assert wide is not None and narrow is not None
         assert narrow.width < wide.width <= 100
         assert narrow.width <= view.canvas.scrollable_content_region.width
+
+
+def test_a_wide_short_activation_is_laid_out_without_huge_padding() -> None:
+    """(2, 3, 10^6) as one sample's maps: square blocks of 12,500 used to pad each 3-row map
+    to 12,500 rows (a MemoryError asking for 186 GiB). Each drawn block is still the mean of
+    the finite values under it, and a NaN anywhere still shows."""
+    rng = np.random.default_rng(1)
+    values = rng.standard_normal((2, 3, 1_000_000)).astype(np.float32)
+    values[1, 2, 999_999] = np.nan
+    layout = layout_tensor(values, 80, 40, maps=True)
+    fy, fx = layout.reduce
+    assert fy == 3 and "3×" in layout.note  # the block as drawn: a map's three rows
+    assert layout.nans == 1 and (layout.codes == NAN).sum() == 1
+    # Map 0, first block: every row (3 < fy) of the first fx columns.
+    mean = values[0, :, :fx].astype(np.float64).mean()
+    assert np.sign(int(layout.codes[0, 0]) - ZERO) == np.sign(mean)
+    small = rng.standard_normal((1, 2, 3, 50))
+    tall = layout_tensor(small, 40, 40, maps=True)  # blocks no taller than a map: unchanged
+    assert tall.codes.shape[0] <= 40

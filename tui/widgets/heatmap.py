@@ -98,6 +98,10 @@ def _block_mean(a: np.ndarray, fy: int, fx: int) -> tuple[np.ndarray, np.ndarray
     if fy == 1 and fx == 1:
         return np.where(finite, a, 0.0), np.isnan(a), np.isinf(a)
     *lead, h, w = a.shape
+    # A block taller (wider) than the array covers the same values as one exactly as tall:
+    # the padding is no value at all. Without this a 3-row map of a million columns, shrunk
+    # by square blocks, was padded to a block's 12,500 rows (186 GiB).
+    fy, fx = min(fy, max(h, 1)), min(fx, max(w, 1))
     bh, bw = _ceil_div(h, fy), _ceil_div(w, fx)
     pad = [(0, 0)] * len(lead) + [(0, bh * fy - h), (0, bw * fx - w)]
     shape = (*lead, bh, fy, bw, fx)
@@ -188,8 +192,9 @@ def _kernels(a: np.ndarray, width: int, height_px: int) -> HeatmapLayout:
     grid = grid.reshape(o * (th + TILE_GAP), i * (tw + TILE_GAP))
     grid = grid[: grid.shape[0] - TILE_GAP, : grid.shape[1] - TILE_GAP]
     k = _fit(*grid.shape, width, height_px)
-    note = f"{o}×{i} kernels {kh}×{kw}" + (f", block mean {f}×{f}" if f > 1 else "")
-    return _layout(_upscale(grid, k), a, scale, k, (f, f), note)
+    fy, fx = min(f, kh), min(f, kw)  # the block as drawn: never taller or wider than a kernel
+    note = f"{o}×{i} kernels {kh}×{kw}" + (f", block mean {fy}×{fx}" if f > 1 else "")
+    return _layout(_upscale(grid, k), a, scale, k, (fy, fx), note)
 
 
 def _feature_maps(a: np.ndarray, width: int, height_px: int) -> HeatmapLayout | None:
@@ -224,9 +229,10 @@ def _feature_maps(a: np.ndarray, width: int, height_px: int) -> HeatmapLayout | 
     grid = grid.reshape(rows * (th + TILE_GAP), per_row * (tw + TILE_GAP))
     grid = grid[: grid.shape[0] - TILE_GAP, : grid.shape[1] - TILE_GAP]
     k = _fit(*grid.shape, width, height_px)
+    fy, fx = min(f, h), min(f, w)  # the block as drawn: never taller or wider than a map
     # Short: the legend line is narrow, and the summary line below gives the full shape.
-    note = f"{c} maps" + (f", {f}×{f} block mean" if f > 1 else "")
-    return _layout(_upscale(grid, k), a, scale, k, (f, f), note)
+    note = f"{c} maps" + (f", {fy}×{fx} block mean" if f > 1 else "")
+    return _layout(_upscale(grid, k), a, scale, k, (fy, fx), note)
 
 
 def _layout(
