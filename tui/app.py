@@ -569,6 +569,7 @@ class NNTuiApp(App[None]):
         snap = self.snapshot
         if snap is None:
             return
+        waited = self._waited()
         running = self._in_flight.action if isinstance(self._in_flight, Request) else None
         busy = self._in_flight.label if isinstance(self._in_flight, Job) else ""
         if running is Action.NEXT:
@@ -587,7 +588,7 @@ class NNTuiApp(App[None]):
                 lr=snap.lr,
                 busy=busy,
                 queued=len(self._pending),
-                waited=int(waited) if busy and (waited := self._waited()) >= LONG_RUN else 0,
+                waited=int(waited) if busy and waited >= LONG_RUN else 0,
             )
         )
 

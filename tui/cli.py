@@ -150,12 +150,17 @@ def _check_data_options(kw: dict[str, Any]) -> None:
         )
 
 
+def _set_in(ctx: click.Context, name: str) -> bool:
+    """Whether option ``name`` was given on this command's part of the line (not a default)."""
+    return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+
+
 def _given(name: str) -> bool:
     """Whether option ``name`` was given, after the command or before it (``nntui --seed 5
     trace``), rather than left at its default."""
     ctx = click.get_current_context(silent=True)
     while ctx is not None:
-        if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT):
+        if _set_in(ctx, name):
             return True
         ctx = ctx.parent
     return False
@@ -170,9 +175,9 @@ def _with_group_options(kw: dict[str, Any]) -> dict[str, Any]:
         return kw
     out = dict(kw)
     for name, value in parent.params.items():
-        if parent.get_parameter_source(name) in (None, click.core.ParameterSource.DEFAULT):
+        if not _set_in(parent, name):
             continue
-        mine = ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+        mine = _set_in(ctx, name)
         if mine and kw[name] != value:
             option = next(p.opts[0] for p in ctx.command.params if p.name == name)
             raise click.UsageError(

@@ -285,7 +285,7 @@ class FastPlot(PlotextPlot):
         if self.text_selection is not None:
             return super().render_line(y)  # the selection is drawn by Textual's own path
         key = (self.data_key, self.size, self.app.theme, self.visual_style)
-        if key != self._strips_key or self.data_key is None:
+        if key != self._strips_key:
             self._strips = self._draw()
             self._strips_key = key
         if y < len(self._strips):

@@ -7,14 +7,14 @@ from typing import NamedTuple
 
 from rich.syntax import Syntax
 from rich.text import Text
-from textual.content import Content
 from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
-from textual.visual import Visual
 
 from engine import Phase
 from engine.codegen import Listing
+
+from .lines import text_strip
 
 # Fixed, so highlighted code looks the same in every terminal and snapshot.
 THEME = "monokai"
@@ -161,9 +161,8 @@ class CodePane(ScrollView, can_focus=True):
         key = (index, self._marks[index], size)
         strip = self._strips.get(key)
         if strip is None:
-            # Textual's own pipeline for text (as a Static draws it): the same cells as before.
-            content = Content.from_rich_text(self.line_text(index, self._width()))
-            strips = Visual.to_strips(self, content, size, 1, self.visual_style)
-            strip = strips[0] if strips else Strip.blank(size, self.visual_style.rich_style)
+            strip = text_strip(self, self.line_text(index, self._width()), size)
+            if strip is None:
+                strip = Strip.blank(size, self.visual_style.rich_style)
             self._strips[key] = strip
         return strip

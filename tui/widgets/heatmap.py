@@ -529,9 +529,6 @@ class TensorView(Vertical):
         if texts == self._texts:
             return  # the canvas laid out again (a resize, a new tensor) with the same words
         self._texts = texts
-        waiting = layout is None and self.canvas.pending is not None
-        self.query_one("#tensor-legend", Static).update(
-            key if layout is not None or waiting else ""
-        )
+        self.query_one("#tensor-legend", Static).update(key)
         self.query_one("#tensor-summary", Static).update(summary)
         self.refresh()

@@ -9,16 +9,15 @@ from functools import lru_cache, partial
 
 from rich.syntax import Syntax
 from rich.text import Text
-from textual.content import Content
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
-from textual.visual import Visual
 
 from engine import PhaseRecord
 
 from ..background import PLACEHOLDER, PLACEHOLDER_STYLE, background_of, costly_record
 from .codepane import THEME
+from .lines import text_strip
 
 # Older blocks are dropped from the screen (not from the session) so a long run stays fast.
 MAX_BLOCKS = 60
@@ -256,10 +255,9 @@ class OutputPane(ScrollView, can_focus=True):
         full = max(self.virtual_size.width, width)
         strip = block.strips.get((line, full))
         if strip is None:
-            # Textual's own pipeline for text (as a Static draws it): the same cells as before.
-            content = Content.from_rich_text(block.lines[line])
-            strips = Visual.to_strips(self, content, full, 1, self.visual_style)
-            strip = strips[0] if strips else Strip([], 0)
+            strip = text_strip(self, block.lines[line], full)
+            if strip is None:
+                strip = Strip([], 0)
             block.strips[(line, full)] = strip
         return strip.crop(scroll_x, scroll_x + width)
 

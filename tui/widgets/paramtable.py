@@ -440,9 +440,12 @@ class ParamsTable(DataTable, inherit_bindings=True):
         else:
             text = cell
         justify = text.justify if isinstance(text, Text) else None
-        if not isinstance(text, Text) or "\n" in text.plain or "\t" in text.plain:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        if justify not in (None, "default", "left", "right"):
+        if (
+            not isinstance(text, Text)
+            or "\n" in text.plain
+            or "\t" in text.plain
+            or justify not in (None, "default", "left", "right")
+        ):
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         component_style, post_style = self._get_styles_to_render_cell(
             header,
