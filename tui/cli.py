@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -321,8 +323,43 @@ def export(iterations: int, output: str, **kw: Any) -> None:
     click.echo(f"wrote {output}: {iterations} iteration(s); run it with python {output}")
 
 
+# Set when a real ctrl-c (SIGINT) arrives. The user's code may be running when it does (a model
+# file importing, a factory building): the loader reports whatever that code raises, its own
+# ``raise KeyboardInterrupt`` included, as one line and exit 2, so only the signal itself tells
+# a ctrl-c apart from a model that failed.
+_CTRL_C = threading.Event()
+
+
+def _on_ctrl_c(signum: int, frame: Any) -> None:
+    _CTRL_C.set()
+    signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt, as Python's own
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: usage and recipe errors become one line on stderr and exit code 2."""
+    """Entry point: usage and recipe errors become one line on stderr and exit code 2; a
+    ctrl-c exits 130, whatever the code it interrupted made of it."""
+    _CTRL_C.clear()
+    previous = None
+    # Only a handler Python installed is replaced: a SIGINT ignored by the parent (SIG_IGN)
+    # stays ignored, and signal handlers can only be set from the main thread.
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    ):
+        previous = signal.signal(signal.SIGINT, _on_ctrl_c)
+    try:
+        _main(argv)
+    except SystemExit as exc:
+        if _CTRL_C.is_set() and exc.code not in (0, None):
+            # trace's define phase reports an interrupted import as its error and exits 1.
+            raise SystemExit(130) from None
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _main(argv: list[str] | None) -> None:
     from_engine: tuple[type[BaseException], ...] = ()
     if sys.stdout is None:
         # Started with stdout closed (``nntui trace >&-``): nowhere to print is like /dev/null.
@@ -332,8 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         sys.exit(130)
     except click.ClickException as exc:
-        click.echo(f"nntui: error: {exc.format_message()}", err=True)
-        sys.exit(2)
+        _usage_error(exc.format_message())
     except OSError as exc:
         # Writing the output failed (stdout on a full disk, a terminal gone): click already
         # turns a closed pipe (``| head``) into a quiet exit 1; anything else says why.
@@ -345,10 +381,18 @@ def main(argv: list[str] | None = None) -> None:
 
         from_engine = (RecipeError,)
         if isinstance(exc, from_engine):
-            click.echo(f"nntui: error: {exc}", err=True)
-            sys.exit(2)
+            _usage_error(str(exc))
         raise
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _usage_error(message: str) -> NoReturn:
+    """One line and exit 2; after a ctrl-c (the model's import interrupted, say) exit 130
+    without a line blaming the model."""
+    if _CTRL_C.is_set():
+        sys.exit(130)
+    click.echo(f"nntui: error: {message}", err=True)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

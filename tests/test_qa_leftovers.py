@@ -1,0 +1,107 @@
+"""QA leftovers: ctrl-c while a model imports, repeated options, ``-o -``, model paths that are
+not regular files, and what a model prints while it is built.
+
+Bad input is one line on stderr and exit 2 with nothing lost; ctrl-c exits 130; never a
+traceback. Expected values come from plain Python and plain PyTorch, not from nntui.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tui.cli import main
+
+ROOT = Path(__file__).parent.parent
+
+
+def nntui(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err
+
+
+def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    code, out, err = nntui(capsys, *argv)
+    assert (code, out) == (2, ""), err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("nntui: error: ")
+    return lines[0].removeprefix("nntui: error: ")
+
+
+def _popen(*argv: str, **kw: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "tui", *argv], cwd=ROOT, text=True, **kw)
+
+
+# ------------------------------------------------------------------ 1. ctrl-c while importing
+# Imported once by the CLI's check and again by the define phase; sleeps on import number
+# SLEEP_AT, after leaving a file that says it got there.
+SLOW_IMPORT = """
+import time
+from pathlib import Path
+
+import torch.nn as nn
+
+here = Path(__file__).parent
+count = len(list(here.glob("imported-*"))) + 1
+(here / f"imported-{{count}}").touch()
+if count == {sleep_at}:
+    time.sleep(120)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+"""
+
+
+@pytest.mark.parametrize("sleep_at", [1, 2], ids=["cli-check", "define-phase"])
+def test_ctrl_c_while_the_model_imports_exits_130(tmp_path: Path, sleep_at: int) -> None:
+    # Was: the loader reported the KeyboardInterrupt as the import failing, "cannot import
+    # slow.py: KeyboardInterrupt", exit 2 (exit 1 when it came during the define phase). A
+    # model's own ``raise KeyboardInterrupt`` stays exit 2 (tests/test_qa_user_code.py).
+    path = tmp_path / "slow.py"
+    path.write_text(SLOW_IMPORT.format(sleep_at=sleep_at))
+    spec = f"{path}:Net"
+    proc = _popen(
+        "trace",
+        "--model",
+        spec,
+        "--input-shape",
+        "1,4",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # As from a terminal: a shell without job control starts background jobs with SIGINT
+        # ignored, and the child would inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / f"imported-{sleep_at}").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the model was never imported"
+            time.sleep(0.05)
+        time.sleep(0.2)  # well inside time.sleep(120)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert "Traceback" not in err
+    assert "nntui: error" not in err
+    assert out == ""
