@@ -105,3 +105,31 @@ def test_ctrl_c_while_the_model_imports_exits_130(tmp_path: Path, sleep_at: int)
     assert "Traceback" not in err
     assert "nntui: error" not in err
     assert out == ""
+
+
+# ------------------------------------------------------------------ 2. a class weighted twice
+@pytest.mark.parametrize(
+    "weights,first,second",
+    [(["7=5", "7=2"], "7=5", "7=2"), (["3=1", "07=2", "7=2.0"], "07=2", "7=2.0")],
+)
+@pytest.mark.parametrize("command", ["trace", "export"])
+def test_a_class_weighted_twice_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    weights: list[str],
+    first: str,
+    second: str,
+    command: str,
+) -> None:
+    # Was: the last weight of the class won without a word (nn.CrossEntropyLoss got 2.0).
+    argv = [command, "--loss", "cross-entropy"]
+    for text in weights:
+        argv += ["--class-weight", text]
+    if command == "export":
+        argv += ["-o", str(tmp_path / "out.py")]
+    message = usage_error(capsys, *argv)
+    assert message == (
+        f"Invalid value for '--class-weight': class 7 is given twice ({first} and {second}): "
+        "give each class once"
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -18,14 +18,24 @@ OPTIMIZERS = ("sgd", "manual", "momentum", "adam", "rmsprop")
 
 def _class_weight(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple:
     out = []
+    given: dict[int, str] = {}  # class -> the text that gave it
     for text in values:
         k, sep, w = text.partition("=")
         try:
             if not sep:
                 raise ValueError
-            out.append((int(k), float(w)))
+            pair = (int(k), float(w))
         except ValueError:
             raise click.BadParameter(f"{text!r} is not CLASS=WEIGHT (e.g. 7=5.0)") from None
+        # The weight tensor takes one value per class: a second one used to replace the first
+        # without a word.
+        if pair[0] in given:
+            raise click.BadParameter(
+                f"class {pair[0]} is given twice ({given[pair[0]]} and {text}): "
+                "give each class once"
+            )
+        given[pair[0]] = text
+        out.append(pair)
     return tuple(out)
 
 
@@ -86,7 +96,7 @@ def recipe_options(f: Callable[..., Any]) -> Callable[..., Any]:
             multiple=True,
             callback=_class_weight,
             metavar="K=W",
-            help="Cross-entropy weight of class K (repeatable).",
+            help="Cross-entropy weight of class K (repeatable, once per class).",
         ),
         click.option(
             "--optimizer", type=click.Choice(OPTIMIZERS), default="sgd", show_default=True
