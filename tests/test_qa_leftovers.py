@@ -133,3 +133,84 @@ def test_a_class_weighted_twice_is_a_usage_error(
         "give each class once"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ 3. export -o -
+PRINTING_MODEL = """
+import torch.nn as nn
+
+print("model says: imported")
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        print("model says: built")
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        print("model says: forward")
+        return self.fc(x)
+"""
+
+
+def _plain_losses(iterations: int) -> list[float]:
+    """The documented seeded loop in plain PyTorch for PRINTING_MODEL's Net, input 2×4."""
+    import torch
+    import torch.nn as nn
+
+    torch.manual_seed(0)
+    net = nn.Linear(4, 3)  # the same construction, without the prints
+    input = torch.randn(2, 4)
+    target = torch.randn(2, 3)
+    criterion = nn.MSELoss()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
+    losses = []
+    for _ in range(iterations):
+        optimizer.zero_grad()
+        loss = criterion(net(input), target)
+        losses.append(loss.item())
+        loss.backward()
+        optimizer.step()
+    return losses
+
+
+def test_export_to_dash_writes_the_script_to_stdout_and_nothing_else(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: a file literally named "-" in the current folder, and "wrote -: ..." on stdout.
+    from tests.scripts import run_plain
+
+    model = tmp_path / "printing.py"
+    model.write_text(PRINTING_MODEL)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    argv = ["export", "-o", "-", "--iterations", "3", "--model", f"{model}:Net"]
+    code, out, err = nntui(capsys, *argv, "--input-shape", "2,4")
+    assert code == 0, err
+    assert list(work.iterdir()) == []  # no file named "-"
+    # The model's prints (import and build for the check, then import, build and the forward
+    # that infers the target) went to stderr, not into the script.
+    assert out.startswith('"""Exported by nntui')
+    assert not [line for line in out.splitlines() if line.startswith("model says")]
+    assert err.splitlines() == ["model says: imported", "model says: built"] * 2 + [
+        "model says: forward"
+    ]
+    # What stdout held is a whole script: run as a user would, it prints the plain losses.
+    script = tmp_path / "from_stdout.py"
+    script.write_text(out)
+    ran = run_plain(script, tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    losses = [float(x) for x in ran.stdout.splitlines() if not x.startswith("model says")]
+    assert losses == _plain_losses(3)
+
+
+def test_export_to_dot_slash_dash_is_still_a_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = nntui(capsys, "export", "-o", "./-", "--iterations", "1")
+    assert code == 0, err
+    assert (tmp_path / "-").read_text().startswith('"""Exported by nntui')
+    assert out == "wrote ./-: 1 iteration(s); run it with python ./-\n"

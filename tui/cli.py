@@ -311,19 +311,29 @@ def trace(iterations: int, as_json: bool, **kw: Any) -> None:
     "-o",
     "--output",
     "output",
-    type=click.Path(dir_okay=False, writable=True),
+    type=click.Path(dir_okay=False, writable=True, allow_dash=True),
     required=True,
-    help="The .py file to write.",
+    help="The .py file to write; - for stdout.",
 )
 def export(iterations: int, output: str, **kw: Any) -> None:
     """Write the recipe as a plain PyTorch script that prints each iteration's loss."""
     if not output.strip():
         raise click.UsageError("-o/--output is empty: give the .py file to write")
     kw = _with_group_options(kw)
-    recipe = make_recipe(**kw)
-    from engine.export import export_script
+    to_stdout = output == "-"
+    # With -o -, stdout is the script and nothing else (``nntui export -o - > f.py``, ``| python``):
+    # what the user's file prints while it is imported, built and run to infer the target goes
+    # to stderr, as trace --json does.
+    with contextlib.redirect_stdout(sys.stderr) if to_stdout else contextlib.nullcontext():
+        recipe = make_recipe(**kw)
+        from engine.export import export_script
 
-    script = export_script(recipe, accumulate=kw["accumulate"], iterations=iterations)
+        script = export_script(recipe, accumulate=kw["accumulate"], iterations=iterations)
+    if to_stdout:
+        # A full disk or a closed terminal: main reports the OSError; a closed pipe is quiet.
+        sys.stdout.write(script)
+        sys.stdout.flush()
+        return
     from .jobs import write_whole
 
     try:
