@@ -100,7 +100,7 @@ class History:
         # made a long session slower with every phase. Ids are safe keys: a counted tensor is
         # alive (a kept checkpoint holds it), and its entry goes when its last reference does.
         self._refs: dict[int, list[int]] = {}
-        # id(part) -> [references from kept checkpoints, part]: a part shared by consecutive
+        # id(part) -> [references from kept checkpoints, part, its tensors]: a part shared by consecutive
         # checkpoints is counted once, so a push costs the tensors of its new parts only.
         self._parts: dict[int, list[Any]] = {}
         self._bytes = 0
@@ -159,6 +159,7 @@ class History:
                 value.release()
             checkpoint.leave.clear()
         parts = self._parts
+        refs = self._refs
         for part in checkpoint.parts():
             if part is None or (isinstance(part, tuple) and not part):
                 continue
@@ -167,32 +168,31 @@ class History:
                 if entry is not None:
                     entry[0] += 1
                     continue
-                parts[id(part)] = [1, part]
-            else:
-                assert entry is not None, "a checkpoint left the history twice"
-                entry[0] -= 1
-                if entry[0]:
-                    continue
-                del parts[id(part)]
-            self._count_tensors(part_tensors(part), sign)
-
-    def _count_tensors(self, tensors: Iterator[torch.Tensor], sign: int) -> None:
-        refs = self._refs
-        for t in tensors:
-            key = id(t)
-            entry = refs.get(key)
-            if sign > 0:
-                if entry is None:
-                    size = t.numel() * t.element_size()
-                    refs[key] = [1, size]
-                    self._bytes += size
-                else:
-                    entry[0] += 1
-            else:
-                assert entry is not None, "a checkpoint left the history twice"
-                entry[0] -= 1
-                if entry[0] == 0:
+                # Its tensors listed once, when it is first pushed: the drop walks the list
+                # instead of the nested part again (a ResNet's checkpoint has ~400 tensors).
+                tensors = tuple(part_tensors(part))
+                parts[id(part)] = [1, part, tensors]
+                for t in tensors:
+                    key = id(t)
+                    ref = refs.get(key)
+                    if ref is None:
+                        size = t.numel() * t.element_size()
+                        refs[key] = [1, size]
+                        self._bytes += size
+                    else:
+                        ref[0] += 1
+                continue
+            assert entry is not None, "a checkpoint left the history twice"
+            entry[0] -= 1
+            if entry[0]:
+                continue
+            del parts[id(part)]
+            for t in entry[2]:
+                key = id(t)
+                ref = refs[key]
+                ref[0] -= 1
+                if ref[0] == 0:
                     del refs[key]
-                    self._bytes -= entry[1]
+                    self._bytes -= ref[1]
                     if self.on_release is not None:
                         self.on_release(t)

@@ -673,11 +673,12 @@ class Session(Rewinding):
         if not changed and not full and len(self._param_states) == len(self.names):
             return self._param_states  # forward, loss: no parameter changed
         old = {s.name: s for s in self._param_states}
+        changed_set = frozenset(changed)  # a ResNet's 62 names: no tuple scan per parameter
         out = []
         cached = self._phase_summaries
         for name, p in zip(self.names, self.params):
             prev = old.get(name)
-            if full or prev is None or name in changed:
+            if full or prev is None or name in changed_set:
                 if self.done is Phase.STEP and prev is not None:
                     grad = prev.grad  # optimizers read .grad, never write it: same numbers
                 elif ("grad", name) in cached:

@@ -21,6 +21,18 @@ NOT_KEPT = "not kept: it left the rewind history before it was shown"
 Source = torch.Tensor | Callable[[], torch.Tensor]
 
 
+_DTYPE_NAMES: dict[torch.dtype, str] = {}
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    """``float32`` for ``torch.float32``; cached, a summary is made for every tensor a phase
+    touches (a ResNet step makes ~150)."""
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
+    return name
+
+
 class TensorSummary:
     """Plain-number statistics of one tensor; safe to keep after the tensor is gone.
 
@@ -46,7 +58,7 @@ class TensorSummary:
         self, source: Source, shape: tuple[int, ...], dtype: torch.dtype | str, numel: int
     ) -> None:
         self.shape = tuple(shape)
-        self.dtype = dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
+        self.dtype = dtype if isinstance(dtype, str) else _dtype_name(dtype)
         self.numel = numel
         self._source: Source | None = source
         self._sums: tuple[float, int, int] | None = None  # sum, NaNs, Infs

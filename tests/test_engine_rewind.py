@@ -198,3 +198,29 @@ def test_rewind_recomputes_a_forward_from_the_buffers_it_found() -> None:
         opt.step()
         for name, p in net.named_parameters():
             assert bit_equal(session.param(name), p), name
+
+
+def test_every_checkpoint_holds_the_rng_state_its_phase_left() -> None:
+    """Checkpoints of phases that run no user code share the RNG state of the one before; a
+    user model drawing random numbers in forward and in backward shows any phase that moved
+    the RNG but kept the old state (and rewinding there would replay different numbers)."""
+    from pathlib import Path
+
+    model = f"{Path(__file__).parent / 'user_models.py'}:DrawsRandomNumbers"
+    for recipe in (
+        Recipe(model=model, input_shape=(2, 4), target_shape=(2, 3), optimizer="adam"),
+        Recipe(optimizer="momentum"),
+    ):
+        s = Session(recipe)
+        moved = set()
+        for _ in range(12):
+            before = torch.get_rng_state()
+            record = s.run_next()
+            assert isinstance(record, PhaseRecord), record
+            now = torch.get_rng_state()
+            assert torch.equal(s.history.current.rng, now), record.phase
+            if not torch.equal(before, now):
+                moved.add(record.phase)
+        if recipe.model != "lenet":
+            # The test can fail: forward and backward both move the RNG for this model.
+            assert {Phase.FORWARD, Phase.BACKWARD} <= moved, moved

@@ -327,3 +327,28 @@ class RaisesUnprintable(nn.Module):
         if not torch.is_grad_enabled():
             return self.fc(x)  # the loader's dry forward runs under no_grad: let it pass
         raise _Unprintable()
+
+
+class _NoisyGrad(torch.autograd.Function):
+    """Identity forward; its backward draws from the global RNG (as a custom op may)."""
+
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+        return grad + 0.01 * torch.randn_like(grad)
+
+
+class DrawsRandomNumbers(nn.Module):
+    """Dropout in forward and random numbers in backward: every phase of user code moves the
+    global RNG, so each checkpoint must hold the state that phase left."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _NoisyGrad.apply(self.drop(self.fc(x)))
