@@ -256,6 +256,52 @@ async def test_idle_collection_counts_what_it_freezes(monkeypatch: pytest.Monkey
         assert app._gc_frozen == 0
 
 
+async def test_key_frames_run_no_young_collections() -> None:
+    """A key's frame makes ~10,000 objects: at Python's default threshold (700) ten or more
+    young collections and one of generation 1 ran inside it. After start-up the threshold
+    is GEN0_THRESHOLD and the idle collection empties the young generations between keys."""
+    import gc
+    import threading
+
+    import tui.app as app_module
+
+    app = quiet_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await press(pilot, "space")
+        deadline = time.monotonic() + 30
+        while app._gc_frozen is None:  # start-up's freeze runs on a thread
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        assert gc.get_threshold()[0] == app_module.GEN0_THRESHOLD
+        main = threading.get_ident()
+        automatic: list[int] = []
+        explicit = 0
+
+        def seen(phase: str, info: dict[str, int]) -> None:
+            if phase == "start" and threading.get_ident() == main:
+                automatic.append(info["generation"])
+
+        collect = app._collect
+
+        def counted() -> None:
+            nonlocal explicit
+            before = len(automatic)
+            collect()
+            explicit += len(automatic) - before
+            del automatic[before:]  # the idle collection itself, not one inside a frame
+
+        app._collect = counted  # type: ignore[method-assign]
+        gc.callbacks.append(seen)
+        try:
+            for _ in range(6):
+                await press(pilot, "space")
+                await asyncio.sleep(0.1)  # a person's pause: the idle collection runs
+        finally:
+            gc.callbacks.remove(seen)
+        assert explicit > 0
+        assert automatic == []
+
+
 def test_frames_tick_at_240_fps_unless_the_user_says_otherwise() -> None:
     import subprocess
     import sys

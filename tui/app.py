@@ -77,6 +77,12 @@ IDLE_GC_DELAY = 0.02
 # Python collects generation 2 itself only after this many generation-1 collections (default
 # 10): rarely, as a safety net for a session that is never idle; ``_idle_gc`` does the rest.
 GEN2_THRESHOLD = 100
+# Python collects generation 0 after this many new container objects (default 700). A key's
+# frame makes ~10,000 (strips, segments, styles, records) that mostly live until a cache
+# drops them: at 700, four to twenty young collections ran inside every frame, and on the
+# busier ones a generation-1 collection too (2-5 ms in all). ``_idle_gc`` empties the young generations after each frame
+# anyway, so a key starts from zero and its frame rarely reaches this.
+GEN0_THRESHOLD = 50_000
 # Objects frozen since start-up (``_idle_gc`` freezes what survives each collection) past
 # which an idle collection first unfreezes and walks everything once, so a cycle frozen while
 # alive and dropped later is freed after all: frozen objects are never collected otherwise.
@@ -272,7 +278,7 @@ class NNTuiApp(App[None]):
         import torch._dynamo  # noqa: F401
 
         gc.freeze()
-        gc.set_threshold(*gc.get_threshold()[:2], GEN2_THRESHOLD)
+        gc.set_threshold(GEN0_THRESHOLD, gc.get_threshold()[1], GEN2_THRESHOLD)
         self._gc_frozen = 0
 
     def on_resize(self, event: events.Resize) -> None:
