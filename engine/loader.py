@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import stat
 import sys
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -129,15 +130,33 @@ def _not_on_path_hint(spec: ModelSpec, exc: BaseException) -> str:
     )
 
 
+# What a path that is not a regular file is, for the error line.
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
 def _check_file(path: Path, spec: ModelSpec) -> None:
+    """A regular file (through symlinks), or a one-line ``RecipeError`` saying what it is.
+
+    Only the file's metadata is read: opening a named pipe would wait for a writer for ever,
+    and a device would be read as a model's source (``/dev/null`` as an empty module)."""
     try:
-        is_dir, is_file = path.is_dir(), path.is_file()
-    except OSError as exc:
+        mode = path.stat().st_mode
+    except FileNotFoundError as exc:  # a dangling symlink too
+        raise RecipeError(f"model file not found: {spec.file}") from exc
+    except OSError as exc:  # a name too long, a folder we may not search
         raise RecipeError(f"model file {spec.file}: {exc.strerror or exc}") from exc
-    if is_dir:
+    if stat.S_ISDIR(mode):
         raise RecipeError(f"model file {spec.file} is a directory, not a .py file")
-    if not is_file:
-        raise RecipeError(f"model file not found: {spec.file}")
+    if not stat.S_ISREG(mode):
+        kind = next(
+            (name for test, name in _FILE_KINDS if test(mode)), "neither a file nor a folder"
+        )
+        raise RecipeError(f"model file {spec.file} is {kind}, not a regular .py file")
 
 
 def _read_source(path: Path) -> str:

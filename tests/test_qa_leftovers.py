@@ -7,7 +7,9 @@ traceback. Expected values come from plain Python and plain PyTorch, not from nn
 
 from __future__ import annotations
 
+import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -214,3 +216,51 @@ def test_export_to_dot_slash_dash_is_still_a_file(
     assert code == 0, err
     assert (tmp_path / "-").read_text().startswith('"""Exported by nntui')
     assert out == "wrote ./-: 1 iteration(s); run it with python ./-\n"
+
+
+# ------------------------------------------------------------------ 4. model paths, not files
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+@pytest.mark.parametrize("command", ["trace", "export"])
+def test_a_named_pipe_as_the_model_file_is_named_as_one(tmp_path: Path, command: str) -> None:
+    # Was: "model file not found" for a file that is there. Opening it would wait for a
+    # writer for ever: run in a subprocess so a regression fails on the timeout, not hangs.
+    fifo = tmp_path / "model.py"
+    os.mkfifo(fifo)
+    argv = [command, "--model", f"{fifo}:Net", "--input-shape", "2,4"]
+    if command == "export":
+        argv += ["-o", str(tmp_path / "out.py")]
+    ran = subprocess.run(
+        [sys.executable, "-m", "tui", *argv], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert (ran.returncode, ran.stdout, ran.stderr) == (
+        2,
+        "",
+        f"nntui: error: model file {fifo} is a named pipe (FIFO), not a regular .py file\n",
+    )
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # left as it was
+    assert not (tmp_path / "out.py").exists()
+
+
+@pytest.mark.skipif(not Path("/dev/null").is_char_device(), reason="needs /dev/null")
+def test_a_device_as_the_model_file_is_named_as_one(capsys: pytest.CaptureFixture[str]) -> None:
+    # Was: "model file not found: /dev/null".
+    message = usage_error(capsys, "trace", "--model", "/dev/null:Net", "--input-shape", "2,4")
+    assert message == "model file /dev/null is a character device, not a regular .py file"
+
+
+def test_a_symlink_to_a_named_pipe_and_a_dangling_one(tmp_path: Path) -> None:
+    # The app's model form checks with the same code as the CLI.
+    from engine import Recipe
+    from engine.recipe import RecipeError
+    from tui.screens.model import checked_recipe
+
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "link.py").symlink_to(tmp_path / "pipe")
+    (tmp_path / "dangling.py").symlink_to(tmp_path / "gone.py")
+    link, dangling = tmp_path / "link.py", tmp_path / "dangling.py"
+    with pytest.raises(RecipeError) as error:
+        checked_recipe(Recipe(), f"{link}:Net", "2,4")
+    assert str(error.value) == f"model file {link} is a named pipe (FIFO), not a regular .py file"
+    with pytest.raises(RecipeError) as error:
+        checked_recipe(Recipe(), f"{dangling}:Net", "2,4")
+    assert str(error.value) == f"model file not found: {dangling}"
