@@ -214,6 +214,45 @@ async def test_fast_plots_draw_the_cells_plotext_plot_draws(size: tuple[int, int
                 assert all(strip.cell_length == plot.size.width for strip in fast)
 
 
+async def test_a_fresh_figure_draws_what_clear_figure_draws(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each replot takes a new Plot made after the last frame instead of clear_figure():
+    the same cells, through no backward, ten (plotext's ticks set by us), then more (its own)."""
+    session = Session(accumulate=True)
+    steps = (0, 1, 5, 6, 13, 66, 70)  # 66 phases: 11 backwards, past the ten we tick
+    fresh: list[object] = []
+    async with PaneApp().run_test(size=(100, 34)) as pilot:
+        pane = pilot.app.query_one(AccumulationPane)
+        for n in steps:
+            run_phases(session, n - len(session.records))
+            pane.update_from(session.records, "conv1.bias")
+            await pilot.pause()
+            fresh.append(
+                [
+                    plot_cells([p.render_line(y) for y in range(p.size.height)])
+                    for p in pane.query(FastPlot)
+                ]
+            )
+
+    def cleared(self: FastPlot) -> object:
+        self.plt.clear_data()
+        self.plt.clear_figure()
+        return self.plt
+
+    monkeypatch.setattr(FastPlot, "fresh", cleared)
+    records = session.records
+    async with PaneApp().run_test(size=(100, 34)) as pilot:
+        pane = pilot.app.query_one(AccumulationPane)
+        for i, n in enumerate(steps):
+            pane.update_from(records[:n], "conv1.bias")
+            await pilot.pause()
+            plots = list(pane.query(FastPlot))
+            assert len(pane.view.series) > 10 or n < 66
+            got = [plot_cells([p.render_line(y) for y in range(p.size.height)]) for p in plots]
+            assert got == fresh[i], n
+
+
 def test_values_grid_writes_what_the_rich_table_writes() -> None:
     """ValuesTable skips rich's table layout: the same segments at every width."""
     from rich.console import Console
