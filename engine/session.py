@@ -458,7 +458,7 @@ class Session(Rewinding):
             lambda: "\n".join([f"print(loss)\n{tensor_repr(loss_d, fn)}", *head, *same.get()[0]]),
             NOT_KEPT_TEXT,
         )
-        checks = self._lazy(lambda: same.get()[1], ())
+        checks = Deferred(lambda: same.get()[1], ())  # reads ``same`` only: nothing to release
         return {"printed": printed, "loss": value, "graph": graph, "checks": checks}
 
     def _watch_grad(self, watch: str | None, grad: torch.Tensor | None) -> Deferred[str]:
@@ -603,6 +603,19 @@ class Session(Rewinding):
             SgdFacts((None,) * len(after), (), ()),
             before=True,
         )
+        # Every parameter's rounding error at once, when first asked (only trace reads them).
+        errors = (
+            self._lazy(
+                lambda: tuple(
+                    None if g is None else sgd_error(a, b, g, lr)
+                    for a, b, g in zip(after, before, grads)
+                ),
+                (None,) * len(after),
+                before=True,
+            )
+            if rule is not None
+            else Deferred.now((None,) * len(after))
+        )
         none: Deferred[Any] = Deferred.now(None)
         for i, name in enumerate(self.names):
             self._phase_summaries[("data", name)] = after_s[i]
@@ -611,8 +624,11 @@ class Session(Rewinding):
             self.releases.stage_record(delta, before=True)
             sgd, error = none, none
             if rule is not None and g is not None:
-                sgd = self._lazy(lambda i=i: facts.get().matches[i], None, before=True)
-                error = self._lazy(lambda a=a, b=b, g=g: sgd_error(a, b, g, lr), None, before=True)
+                # Read through the shared values, which the history releases: these two read
+                # no tensor themselves, so they need no release of their own (a released
+                # ``facts`` or ``errors`` gives None, as a released one of these would).
+                sgd = Deferred(lambda i=i: facts.get().matches[i], None)
+                error = Deferred(lambda i=i: errors.get()[i], None)
             state = tuple(
                 (k, self._summary(v)) for k, v in states[i].items() if isinstance(v, torch.Tensor)
             )
@@ -626,9 +642,9 @@ class Session(Rewinding):
             shown = (watch, wi, self.params[wi].requires_grad)
         compared: Deferred[tuple[str, ...]] = Deferred.now(())
         checks: Deferred[tuple[tuple[str, bool], ...]] = Deferred.now(())
-        if rule is not None:
-            compared = self._lazy(lambda: facts.get().lines, (), before=True)
-            checks = self._lazy(lambda: facts.get().checks, (), before=True)
+        if rule is not None:  # read through ``facts`` (see ``sgd`` above)
+            compared = Deferred(lambda: facts.get().lines, ())
+            checks = Deferred(lambda: facts.get().checks, ())
         printed = self._lazy(
             lambda: self._step_printed(
                 shown, optimizer, before, after, states, list(compared.get())
