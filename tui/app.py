@@ -80,8 +80,9 @@ GEN2_THRESHOLD = 100
 # Python collects generation 0 after this many new container objects (default 700). A key's
 # frame makes ~10,000 (strips, segments, styles, records) that mostly live until a cache
 # drops them: at 700, four to twenty young collections ran inside every frame, and on the
-# busier ones a generation-1 collection too (2-5 ms in all). ``_idle_gc`` empties the young generations after each frame
-# anyway, so a key starts from zero and its frame rarely reaches this.
+# busier ones a generation-1 collection too (2-5 ms in all). ``_idle_gc`` empties the young
+# generations after each frame anyway, so a key starts from zero and its frame rarely
+# reaches this.
 GEN0_THRESHOLD = 50_000
 # Objects frozen since start-up (``_idle_gc`` freezes what survives each collection) past
 # which an idle collection first unfreezes and walks everything once, so a cycle frozen while
