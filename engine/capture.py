@@ -9,10 +9,66 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.nn.modules.module import (
+    register_module_buffer_registration_hook,
+    register_module_module_registration_hook,
+    register_module_parameter_registration_hook,
+)
 
-from .blame import Blame
+from .blame import Blame, ModuleFailure, module_label
 from .modulemap import CallRecorder, ModuleCall, module_hooks, module_paths
 from .summary import all_finite
+
+
+class StructureChanged(RuntimeError):
+    """A forward tried to add or replace a parameter, submodule or buffer of the model."""
+
+
+@contextmanager
+def frozen_structure(paths: dict[int, str]) -> Iterator[None]:
+    """Inside this block, registering a parameter or submodule on a module of the model (or a
+    buffer under a new name) raises before it happens, naming it.
+
+    The session lists the parameters once, at define, and checkpoints and rewinds exactly
+    those: a parameter made in ``forward`` would be trained by nobody's optimizer and left
+    behind by a rewind (a QA model's loss came out 1.370 after a rewind instead of 1.631).
+    Registration hooks fire before the assignment, so raising leaves the model as it was.
+    Modules made in ``forward`` and not attached to the model are no concern.
+    """
+
+    def refuse(module: nn.Module, kind: str, name: str) -> None:
+        path = paths[id(module)]
+        message = (
+            f"forward registers {kind} '{name}' on {module_label(path, module)}: nntui steps "
+            f"the parameters the model has after __init__ and could not rewind this; create "
+            f"the {kind} in __init__"
+        )
+        raise ModuleFailure(message, StructureChanged(message), path)
+
+    def on_parameter(module: nn.Module, name: str, value: Any) -> None:
+        if id(module) in paths:
+            refuse(module, "parameter", name)
+
+    def on_module(module: nn.Module, name: str, value: Any) -> None:
+        if id(module) in paths:
+            refuse(module, "submodule", name)
+
+    def on_buffer(module: nn.Module, name: str, value: Any) -> None:
+        # Giving an existing buffer a new tensor is fine (checkpoints copy buffers by value,
+        # in order); a new name or None changes the list they are copied into.
+        if id(module) in paths and (value is None or name not in module._buffers):
+            refuse(module, "buffer", name)
+
+    handles = [
+        register_module_parameter_registration_hook(on_parameter),
+        register_module_module_registration_hook(on_module),
+        register_module_buffer_registration_hook(on_buffer),
+    ]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def keep_grad(store: dict[int, torch.Tensor], i: int) -> Callable[[torch.Tensor], None]:
@@ -78,7 +134,7 @@ def capture_outputs(
             if returned is not None:
                 returned[label] = next(seq)
 
-    with module_hooks(pre, post), blame.catching():
+    with module_hooks(pre, post), frozen_structure(paths), blame.catching():
         yield
 
 

@@ -352,3 +352,50 @@ class DrawsRandomNumbers(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _NoisyGrad.apply(self.drop(self.fc(x)))
+
+
+class AddsModuleInForward(nn.Module):
+    """Creates a submodule on its first forward (a lazy-init habit): not undone by a rewind."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not hasattr(self, "extra"):
+            self.extra = nn.Linear(3, 3)
+        return self.extra(self.fc(x))
+
+
+class AddsParameterInForward(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.fc.scale = nn.Parameter(torch.ones(3))
+        return self.fc(x) * self.fc.scale
+
+
+class AddsBufferInForward(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.register_buffer("seen", torch.zeros(()))
+        return self.fc(x)
+
+
+class TemporaryModuleAndBuffer(nn.Module):
+    """Legal in forward: a module made and used but not attached, and an existing buffer
+    given a new tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls = self.calls + 1
+        return nn.Identity()(self.fc(x)) * 2
