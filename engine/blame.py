@@ -37,7 +37,7 @@ class ModuleFailure(RuntimeError):
 
 # Terminal escape sequences a user's exception message may carry (colour codes): they would
 # reach stderr and the app's error bar raw.
-_ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|.)")
+ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|.)")
 # A message longer than this is cut: torch's "not implemented for this backend" errors list
 # every backend and kernel over thousands of characters.
 MAX_MESSAGE = 400
@@ -52,7 +52,7 @@ def one_line(exc: BaseException) -> str:
     except USER_ERRORS as inner:  # a user's exception class whose __str__ itself raises
         text = f"(its message could not be read: {type(inner).__name__})"
     text = text.split("Exception raised from ", 1)[0].strip() or text
-    text = " ".join(_ESCAPES.sub("", text).split()) or type(exc).__name__
+    text = " ".join(ESCAPES.sub("", text).split()) or type(exc).__name__
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 

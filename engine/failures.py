@@ -24,7 +24,9 @@ def error_message(exc: BaseException) -> str:
 NO_GRAPH = "does not require grad and does not have a grad_fn"
 
 
-def phase_error(phase: Phase, iteration: int, exc: BaseException) -> PhaseError:
+def phase_error(
+    phase: Phase, iteration: int, exc: BaseException, user_output: str = ""
+) -> PhaseError:
     original = exc.original if isinstance(exc, ModuleFailure) else exc
     message = error_message(exc)
     if phase is Phase.BACKWARD and NO_GRAPH in message:
@@ -34,4 +36,4 @@ def phase_error(phase: Phase, iteration: int, exc: BaseException) -> PhaseError:
             "for torch.no_grad(), .detach(), .data, a cast to an integer dtype or "
             "requires_grad=False in the model)"
         )
-    return PhaseError(phase, iteration, type(original).__name__, message)
+    return PhaseError(phase, iteration, type(original).__name__, message, user_output)

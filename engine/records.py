@@ -112,6 +112,8 @@ class PhaseRecord:
     # Digits forward: the batch's labels and the output's argmax (empty for other data).
     labels: tuple[int, ...] = ()
     predictions: tuple[int, ...] = ()
+    # What the user's code printed while the phase ran (``Session(capture_prints=True)``).
+    user_output: str = ""
 
     def param(self, name: str) -> ParamState | None:
         return next((p for p in self.params if p.name == name), None)
@@ -148,7 +150,12 @@ class PhaseRecord:
 
     @property
     def printed(self) -> str:
-        return self.printed_.get()
+        """What the phase printed: the user's code first (it ran first: a print in
+        ``forward`` comes before the tutorial's ``print(output)``), then the tutorial's."""
+        if not self.user_output:
+            return self.printed_.get()
+        own = self.user_output if self.user_output.endswith("\n") else self.user_output + "\n"
+        return own + self.printed_.get()
 
     @property
     def diagnostics(self) -> tuple[Diagnostic, ...]:
@@ -167,6 +174,8 @@ class PhaseError:
     iteration: int
     type: str
     message: str
+    # What the user's code printed before it failed (``Session(capture_prints=True)``).
+    user_output: str = ""
 
     def line(self) -> str:
         return f"error in {self.phase.value}: {self.message}"

@@ -229,7 +229,12 @@ class Rewinding:
         calls: list[ModuleCall] = []
         # Captured again to know which module first went non-finite (the loss names it) and
         # which module made each graph node (the loss tags them).
-        with capture_outputs(self.setup.net, captured, returned, self._copy_only(), calls=calls):
+        # What it prints is dropped: the phase that printed it showed it when it ran.
+        replayed: list[str] = []
+        with (
+            self._prints(replayed),
+            capture_outputs(self.setup.net, captured, returned, self._copy_only(), calls=calls),
+        ):
             self.output = self.setup.net(input)
         self._nonfinite = Deferred.now(nonfinite(captured, returned))
         self._module_calls = tuple(calls)

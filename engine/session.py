@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Container
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
 import torch
@@ -44,6 +45,7 @@ from .records import (
 )
 from .rewind import Rewinding
 from .summary import TensorSummary, all_finite, first_nonfinite, summarize, summarize_made
+from .userprints import capture_prints, joined
 
 SGD_RULES = ("sgd", "manual")
 LARGE = 1 << 16  # elements: a tensor this big is checked on its own, small ones together
@@ -100,8 +102,12 @@ class Session(Rewinding):
         history_bytes: int = DEFAULT_BUDGET_BYTES,
         nan_guard: bool = True,
         diagnose: Diagnose | bool | None = None,
+        capture_prints: bool = False,
     ) -> None:
         self.recipe = (recipe or Recipe()).validate()
+        # Keep what the user's code prints during a phase on its record (engine.userprints):
+        # the app's, whose terminal Textual owns. ``trace`` lets prints through as they come.
+        self.capture_prints = capture_prints
         self.accumulate = accumulate
         self.nan_guard = nan_guard
         self.lr = self.recipe.lr
@@ -219,8 +225,10 @@ class Session(Rewinding):
         phase = self.next_phase
         iteration = self.next_iteration
         live = self._live()
+        prints: list[str] = []
         try:
-            record = self._run(phase, iteration)
+            with self._prints(prints):
+                record = self._run(phase, iteration, prints)
         # User model code can raise anything; this is the one place it is caught and reported.
         except USER_ERRORS as exc:
             self.releases.discard()
@@ -230,7 +238,7 @@ class Session(Rewinding):
             if phase is not Phase.BACKWARD or self._restore_rebuilding(self.history.current):
                 self._restore(self.history.current, recompute=False)
                 self._set_live(live)
-            return phase_error(phase, iteration, exc)
+            return phase_error(phase, iteration, exc, joined(prints))
         self.records.append(record)
         before = self.history.current
         self._keep = RecordIds(record)
@@ -255,7 +263,11 @@ class Session(Rewinding):
             if isinstance(result, PhaseError) or result.phase is Phase.STEP:
                 return out
 
-    def _run(self, phase: Phase, iteration: int) -> PhaseRecord:
+    def _prints(self, sink: list[str]) -> AbstractContextManager[None]:
+        """Where the user's prints go while a phase (or a rewind's recomputation) runs."""
+        return capture_prints(sink) if self.capture_prints else nullcontext()
+
+    def _run(self, phase: Phase, iteration: int, prints: list[str]) -> PhaseRecord:
         run = {
             Phase.DEFINE: self._define,
             Phase.FORWARD: self._forward,
@@ -298,6 +310,7 @@ class Session(Rewinding):
             backwards=self.backwards,
             checks_=checks if isinstance(checks, Deferred) else Deferred.now(checks),
             diagnostics_=diagnostics,
+            user_output=joined(prints),
             **{k: v for k, v in fields.items() if k != "loss"},
         )
         made.append(record)

@@ -371,3 +371,24 @@ async def test_escape_while_the_model_is_being_checked_changes_nothing(
         assert not app.query_one(ErrorBar).message
         await press(pilot, "space")
         assert app.session.done is Phase.FORWARD
+
+
+async def test_what_the_model_prints_shows_in_the_output_pane_and_error_line() -> None:
+    """Textual owns stdout in the app: the model's prints reach the phase's block (and the
+    last one before a failure the error line), not the void."""
+    from tui.widgets.outputpane import OutputPane
+
+    models = Path(__file__).parent / "user_models.py"
+    shapes = {"input_shape": (2, 4), "target_shape": (2, 3)}
+    app = NNTuiApp(Recipe(model=f"{models}:Chatty", **shapes))
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, *steps(2))  # define, forward
+        define, forward = app.query_one(OutputPane).texts[-2:]
+        assert "built Chatty" in define
+        assert ">>> output = net(input)\nOut:\nx: (2, 4)\nwarned\n>>> print(output)" in forward
+    app = NNTuiApp(Recipe(model=f"{models}:ChattyThenFails", **shapes))
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, *steps(2))
+        bar = app.query_one(ErrorBar).message
+        assert "forward failed" in bar
+        assert bar.endswith("Your code printed: before the bad line, x is (2, 4)")

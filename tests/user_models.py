@@ -399,3 +399,40 @@ class TemporaryModuleAndBuffer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls = self.calls + 1
         return nn.Identity()(self.fc(x)) * 2
+
+
+class _LoudGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+        print(f"backward sees {tuple(grad.shape)}")
+        return grad
+
+
+class Chatty(nn.Module):
+    """Prints as people debug: in __init__, in forward (stdout and stderr), in a backward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        print("built Chatty")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        print("x:", tuple(x.shape))
+        import sys
+
+        print("\x1b[31mwarned\x1b[0m", file=sys.stderr)
+        return _LoudGrad.apply(self.fc(x))
+
+
+class ChattyThenFails(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        print("before the bad line, x is", tuple(x.shape))
+        return self.fc(x.view(-1))

@@ -207,7 +207,11 @@ class NNTuiApp(App[None]):
         super().__init__()
         self.lang = lang
         self._digits_tab = False
-        self.session = Session(recipe, accumulate=accumulate, history_bytes=history_bytes)
+        # Textual owns the terminal: what the user's model prints is kept on each record and
+        # shown in the output pane (a print in forward is how people debug a model).
+        self.session = Session(
+            recipe, accumulate=accumulate, history_bytes=history_bytes, capture_prints=True
+        )
         self.selected: str | None = None
         self.which = "data"
         self.activation: str | None = None

@@ -7,14 +7,26 @@ from textual.widgets import Static
 
 from engine import Phase, PhaseError
 
+# How much of the user's last printed line the error line quotes.
+LAST_PRINT = 120
+
 
 def failure_text(error: PhaseError, still_after: Phase | None) -> str:
     where = f"after {still_after.value}" if still_after else "before define"
-    return (
+    text = (
         # The engine's message already names a foreign exception's type (``RuntimeError: …``).
         f"✗ {error.phase.value} failed (iteration {error.iteration}): {error.message}"
         f" — nothing changed, the loop is still {where}."
     )
+    lines = [line for line in error.user_output.splitlines() if line.strip()]
+    if lines:
+        # The last thing the model printed before it failed: often the print that was put
+        # there to find this very failure (``print(x.shape)``).
+        last = lines[-1].strip()
+        last = last if len(last) <= LAST_PRINT else last[: LAST_PRINT - 1] + "…"
+        more = f" ({len(lines)} lines; the last)" if len(lines) > 1 else ""
+        text += f" Your code printed{more}: {last}"
+    return text
 
 
 class ErrorBar(Static):

@@ -1,0 +1,99 @@
+"""What the user's code prints during a phase is kept on its record (the app's sessions),
+or let through as it comes (the default, ``trace``'s)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from engine import Phase, PhaseError, PhaseRecord, Recipe, Session
+from engine.userprints import MAX_CHARS, capture_prints, joined
+
+MODELS = Path(__file__).parent / "user_models.py"
+
+
+def _recipe(name: str) -> Recipe:
+    return Recipe(model=f"{MODELS}:{name}", input_shape=(2, 4), target_shape=(2, 3))
+
+
+def test_prints_of_define_forward_and_backward_are_kept_on_their_records(capsys) -> None:
+    s = Session(_recipe("Chatty"), capture_prints=True)
+    records = [s.run_next() for _ in range(6)]
+    assert all(isinstance(r, PhaseRecord) for r in records), records
+    by_phase = {r.phase: r for r in records}
+    assert by_phase[Phase.DEFINE].user_output == "built Chatty\n"
+    # stdout and stderr in the order written, escape codes removed.
+    assert by_phase[Phase.FORWARD].user_output == "x: (2, 4)\nwarned\n"
+    assert by_phase[Phase.BACKWARD].user_output == "backward sees (2, 3)\n"
+    for phase in (Phase.LOSS, Phase.ZERO_GRAD, Phase.STEP):
+        assert by_phase[phase].user_output == ""
+    # The record's printed text: the user's lines first, then the tutorial's print(output).
+    forward = by_phase[Phase.FORWARD]
+    assert forward.printed.startswith("x: (2, 4)\nwarned\nprint(output)\ntensor(")
+    out, err = capsys.readouterr()
+    assert "Chatty" not in out and "x:" not in out and "warned" not in err
+
+
+def test_rewind_recomputing_a_forward_prints_nothing_and_keeps_the_records(capsys) -> None:
+    s = Session(_recipe("Chatty"), capture_prints=True)
+    for _ in range(3):  # define, forward, loss
+        s.run_next()
+    forward = s.records[1]
+    assert s.rewind(1) == 1  # back to after forward: the forward is recomputed
+    assert s.rewind_error is None
+    assert s.records[-1] is forward and forward.user_output == "x: (2, 4)\nwarned\n"
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""
+
+
+def test_a_failing_forward_keeps_what_it_printed_before_failing() -> None:
+    s = Session(_recipe("ChattyThenFails"), capture_prints=True)
+    s.run_next()
+    error = s.run_next()
+    assert isinstance(error, PhaseError)
+    assert error.user_output == "before the bad line, x is (2, 4)\n"
+
+
+def test_without_capture_prints_go_to_the_terminal_as_they_come(capsys) -> None:
+    s = Session(_recipe("Chatty"))
+    s.run_next()
+    s.run_next()
+    out, err = capsys.readouterr()
+    assert out == "built Chatty\nx: (2, 4)\n"
+    assert "warned" in err
+    assert s.records[1].user_output == ""
+
+
+def test_other_threads_print_through_while_a_phase_captures(capsys) -> None:
+    sink: list[str] = []
+    with capture_prints(sink):
+        print("mine")
+        t = threading.Thread(target=lambda: print("theirs"))
+        t.start()
+        t.join()
+    assert joined(sink) == "mine\n"
+    assert capsys.readouterr().out == "theirs\n"
+
+
+def test_a_model_printing_without_end_keeps_the_last_characters() -> None:
+    sink = [f"line {i}\n" for i in range(10_000)]
+    text = joined(sink)
+    assert text.endswith("line 9999\n")
+    assert len(text) <= MAX_CHARS + 100
+    head, _, rest = text.partition("\n")
+    assert head.endswith("earlier characters not kept]")
+    dropped = int(head.strip("[").split()[0])
+    assert dropped + len(rest) == len("".join(sink))
+    assert rest.startswith("line ")  # cut at a line boundary
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_the_streams_are_put_back(stream: str) -> None:
+    import sys
+
+    before = getattr(sys, stream)
+    with capture_prints([]):
+        assert getattr(sys, stream) is not before
+    assert getattr(sys, stream) is before
