@@ -299,32 +299,52 @@ def infer_output_shape(net: nn.Module, input: torch.Tensor, text: str) -> tuple[
 
     It runs on a deep copy under ``no_grad`` and ``fork_rng``: BatchNorm running statistics,
     any attribute the forward mutates and the global RNG stream are exactly as before, so the
-    target drawn next is the one the documented construction order draws.
+    target drawn next is the one the documented construction order draws. A forward that
+    fails without autograd (one that calls ``backward`` itself) is tried once more with it,
+    so that the forward phase can say what is wrong in its own words.
     """
+    try:
+        out = _dry_forward(net, input, grad=False)
+    except ModuleFailure as first:
+        try:
+            out = _dry_forward(net, input, grad=True)
+        except ModuleFailure:
+            raise RecipeError(
+                f"cannot infer the target of {text} from a forward on input "
+                f"{shape_text(tuple(input.shape))}: {first}"
+            ) from first
+    if not isinstance(out, torch.Tensor):
+        raise RecipeError(f"{text} returns {type(out).__name__}, not a tensor")
+    return tuple(out.shape)
+
+
+def _dry_forward(net: nn.Module, input: torch.Tensor, grad: bool) -> Any:
     try:
         probe = copy.deepcopy(net)
         saved: list[torch.Tensor] = []
+        grads: list[torch.Tensor | None] = []
     # A module holding something deepcopy refuses (an open file, a lock), or whose own
     # ``__deepcopy__``/``__getstate__`` raises whatever it likes: run the real one and put its
-    # buffers back by value; only attributes its forward mutates cannot be undone.
+    # buffers (and gradients) back by value; only attributes its forward mutates cannot be
+    # undone.
     except Exception:
         probe = net
         saved = [b.detach().clone() for b in net.buffers()]
+        grads = [p.grad for p in net.parameters()]
     try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad(), blame_modules(probe):
+        with (
+            torch.random.fork_rng(devices=[]),
+            torch.set_grad_enabled(grad),
+            blame_modules(probe),
+        ):
             out = probe(input)
-    except ModuleFailure as exc:
-        raise RecipeError(
-            f"cannot infer the target of {text} from a forward on input "
-            f"{shape_text(tuple(input.shape))}: {exc}"
-        ) from exc
     finally:
         with torch.no_grad():
             for b, value in zip(net.buffers(), saved):
                 b.copy_(value)
-    if not isinstance(out, torch.Tensor):
-        raise RecipeError(f"{text} returns {type(out).__name__}, not a tensor")
-    return tuple(out.shape)
+        for p, g in zip(net.parameters(), grads):
+            p.grad = g
+    return out.detach() if isinstance(out, torch.Tensor) else out
 
 
 # ---------------------------------------------------------------------------- export

@@ -234,6 +234,7 @@ class Rewinding:
         with (
             self._prints(replayed),
             capture_outputs(self.setup.net, captured, returned, self._copy_only(), calls=calls),
+            self._grads_untouched(),
         ):
             self.output = self.setup.net(input)
         self._nonfinite = Deferred.now(nonfinite(captured, returned))

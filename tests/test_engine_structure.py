@@ -82,3 +82,63 @@ def test_forward_with_a_temporary_module_and_a_reassigned_buffer_runs_as_plain_t
     s.run_next()
     assert s.rewind(1) == 1
     assert s.rewind_error is None
+
+
+def test_forward_calling_backward_is_refused_before_it_adds_into_kept_grads() -> None:
+    """Iteration 1 runs; iteration 2's forward calls backward, which would add into the
+    gradients the checkpoints hold: refused before anything is added, the history and .grad
+    bit-equal to a plain loop's after iteration 1."""
+    from tests.user_models import BackwardInForward
+
+    s = _session("BackwardInForward")
+    s.run_next()  # define
+    torch.manual_seed(0)
+    net = BackwardInForward()
+    input, target = torch.randn(2, 4), torch.randn(2, 3)
+    opt = optim.SGD(net.parameters(), lr=0.01)
+    opt.zero_grad()
+    nn.MSELoss()(net(input), target).backward()
+    opt.step()
+    records = s.run_iteration()
+    assert all(isinstance(r, PhaseRecord) for r in records), records
+    error = s.run_next()
+    assert isinstance(error, PhaseError) and error.phase is Phase.FORWARD
+    assert error.message.startswith("forward calls backward, which would add into fc.")
+    assert s.done is Phase.STEP
+    for (name, p), q in zip(s.setup.net.named_parameters(), net.parameters()):
+        assert bit_equal(p.grad, q.grad), name
+    for i, q in enumerate(net.parameters()):
+        assert bit_equal(s.history.current.grads[i], q.grad)
+        assert bit_equal(s.history.back(1).grads[i], q.grad)  # after backward
+
+
+def test_forward_calling_backward_gets_past_define_and_fails_in_its_own_words() -> None:
+    s = Session(
+        Recipe(model=f"{MODELS}:AlwaysBackwardInForward", input_shape=(2, 4))
+    )  # no target: define's dry forward infers it
+    assert isinstance(s.run_next(), PhaseRecord)
+    assert all(p.grad is None for p in s.params)
+    error = s.run_next()
+    assert isinstance(error, PhaseError)
+    assert "forward calls backward" in error.message
+
+
+def test_forward_assigning_a_grad_is_refused_and_undone() -> None:
+    s = _session("WritesGradInForward")
+    s.run_next()
+    error = s.run_next()
+    assert isinstance(error, PhaseError)
+    assert error.message.startswith("forward wrote fc.bias.grad")
+    assert all(p.grad is None for p in s.params)
+
+
+def test_a_rewind_whose_recomputed_forward_calls_backward_changes_nothing() -> None:
+    s = _session("BackwardInForward")  # its second forward call calls backward
+    for _ in range(3):  # define, forward (first call), loss
+        s.run_next()
+    grads = [p.grad for p in s.params]
+    assert s.rewind(1) == 0  # back to after forward: recomputing it would call backward
+    assert s.rewind_error is not None
+    assert "forward calls backward" in s.rewind_error.message
+    assert s.done is Phase.LOSS
+    assert [p.grad for p in s.params] == grads  # all None: nothing was added

@@ -436,3 +436,40 @@ class ChattyThenFails(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         print("before the bad line, x is", tuple(x.shape))
         return self.fc(x.view(-1))
+
+
+class BackwardInForward(nn.Module):
+    """Calls backward inside forward from its second call on (the first builds cleanly)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        y = self.fc(x)
+        if self.calls > 1 and torch.is_grad_enabled():
+            y.sum().backward(retain_graph=True)
+        return y
+
+
+class AlwaysBackwardInForward(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc(x)
+        y.sum().backward(retain_graph=True)  # fails under no_grad: the dry forward retries
+        return y
+
+
+class WritesGradInForward(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.fc.bias.grad = torch.ones(3)
+        return self.fc(x)
