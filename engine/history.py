@@ -30,6 +30,8 @@ class Checkpoint:
     # holds): a rewind that recomputes the forward must run it on these, not on the updated
     # ones, or a forward that reads a buffer it also updates would update it twice.
     buffers_before: tuple[torch.Tensor, ...] = ()
+    # Likewise the parameters, when this iteration's forward changed some in place.
+    params_before: tuple[torch.Tensor, ...] = ()
     opt_state: tuple[dict[str, Any], ...] = ()  # per parameter, in parameter order
     rng: torch.Tensor | None = None
     forward_rng: torch.Tensor | None = None  # RNG as this iteration's forward found it
@@ -51,6 +53,7 @@ class Checkpoint:
             self.grads,
             self.buffers,
             self.buffers_before,
+            self.params_before,
             self.opt_state,
             self.rng,
             self.forward_rng,

@@ -38,7 +38,10 @@ class Rewinding:
         fresh = prev.done is None
         net = self.setup.net
         params = prev.params
-        if fresh or phase in (Phase.DEFINE, Phase.STEP):
+        params_before = prev.params_before if phase in (Phase.LOSS, Phase.ZERO_GRAD) else ()
+        if phase is Phase.FORWARD and self._new_params is not None:
+            params_before = prev.params  # the forward changed some: see _forward
+        if fresh or phase in (Phase.DEFINE, Phase.STEP) or self._new_params is not None:
             # The copies define and step made (their records' summaries read these very ones).
             kept = self._new_params
             params = (
@@ -87,6 +90,7 @@ class Rewinding:
                 grads=grads,
                 buffers=buffers,
                 buffers_before=buffers_before,
+                params_before=params_before,
                 opt_state=opt_state,
                 rng=rng,
                 forward_rng=forward_rng,
@@ -223,6 +227,10 @@ class Rewinding:
         # From the buffers the forward found (BatchNorm's output does not read its running
         # statistics in training, but a model's own forward may read a buffer it updates).
         replace_buffers(self.setup.net, cp.buffers_before)
+        if cp.params_before:  # and the parameters, if it changed some (see Session._forward)
+            with torch.no_grad():
+                for p, saved in zip(self.params, cp.params_before):
+                    p.copy_(saved)
         input, target = self.setup.data.batch(cp.iteration)
         captured: dict[str, tuple[str, torch.Tensor]] = {}
         returned: dict[str, int] = {}

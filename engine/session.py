@@ -381,11 +381,25 @@ class Session(Rewinding):
         returned: dict[str, int] = {}
         versions: dict[str, tuple[torch.Tensor, int]] = {}
         calls: list[ModuleCall] = []
+        # A user's forward may change parameters in place (weight clipping under no_grad):
+        # then this checkpoint keeps copies, like step's. Writes through ``.data`` bump no
+        # version counter and stay unseen.
+        shipped = self.recipe.model in MODELS
+        param_versions = [] if shipped else [p._version for p in self.params]
         with (
             capture_outputs(net, captured, returned, self._copy_only(), versions, calls),
             self._grads_untouched(),
         ):
             output = net(input)
+        rewritten = [
+            (name, p)
+            for name, p, v in zip(self.names, self.params, param_versions)
+            if p._version != v
+        ]
+        if rewritten:
+            self._new_params = [p.detach().clone() for p in self.params]
+            for name, copy in zip(self.names, self._new_params):
+                self._phase_summaries[("data", name)] = self._summary(copy)
         moved = changed(versions)
         # Written in place later in this forward: copy them from now on. One kept uncopied
         # (a shipped model taking a path it had not taken before) shows the written values,
@@ -418,6 +432,8 @@ class Session(Rewinding):
         self._live_tensors = (shown,)
         printed = self._lazy(lambda: f"print(output)\n{tensor_repr(shown, fn)}", NOT_KEPT_TEXT)
         fields: dict[str, Any] = {"printed": printed, "activations": acts}
+        if rewritten:
+            fields["changed"] = tuple(name for name, _ in rewritten)
         labels = getattr(self.setup.data, "labels", None)
         if labels is not None and output.dim() == 2:  # digits: for accuracy (engine.digits)
             fields["labels"] = tuple(labels(iteration).tolist())

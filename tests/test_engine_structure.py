@@ -142,3 +142,56 @@ def test_a_rewind_whose_recomputed_forward_calls_backward_changes_nothing() -> N
     assert "forward calls backward" in s.rewind_error.message
     assert s.done is Phase.LOSS
     assert [p.grad for p in s.params] == grads  # all None: nothing was added
+
+
+def test_forward_changing_a_parameter_in_place_rewinds_and_replays_like_a_plain_loop() -> None:
+    from tests.user_models import ShrinksInForward
+
+    s = _session("ShrinksInForward")
+    s.run_next()  # define
+    torch.manual_seed(0)
+    net = ShrinksInForward()
+    input, target = torch.randn(2, 4), torch.randn(2, 3)
+    opt = optim.SGD(net.parameters(), lr=s.lr)
+    plain = []  # (params, grads) after each phase of two iterations, and the losses
+    losses = []
+    for _ in range(2):
+        output = net(input)
+        plain.append([p.detach().clone() for p in net.parameters()])
+        loss = nn.MSELoss()(output, target)
+        losses.append(loss.item())
+        plain.append(plain[-1])
+        opt.zero_grad()
+        plain.append(plain[-1])
+        loss.backward()
+        plain.append(plain[-1])
+        opt.step()
+        plain.append([p.detach().clone() for p in net.parameters()])
+    grads = [p.grad.clone() for p in net.parameters()]
+
+    def same_params(k: int) -> bool:
+        return all(bit_equal(p, q) for p, q in zip(s.params, plain[k]))
+
+    records = [s.run_next() for _ in range(5)]  # iteration 1
+    forward = records[0]
+    assert forward.changed == ("fc.weight",)
+    assert forward.param("fc.weight").data.compute().sum == plain[0][0].sum().item()
+    assert same_params(4)
+    # Rewind to every point of the iteration (after forward and loss the forward is
+    # recomputed: from the weight it found, so it is halved once, not twice) and replay.
+    for back in (1, 2, 3, 4):
+        assert s.rewind(back) == back, back
+        assert same_params(4 - back), back
+        for _ in range(back):
+            record = s.run_next()
+            if record.phase is Phase.LOSS:
+                assert record.loss == losses[0]
+        assert same_params(4), back
+    for k in range(5, 10):  # iteration 2
+        record = s.run_next()
+        assert isinstance(record, PhaseRecord), record
+        assert same_params(k), record.phase
+        if record.phase is Phase.LOSS:
+            assert record.loss == losses[1]
+    for p, g in zip(s.params, grads):
+        assert bit_equal(p.grad, g)

@@ -473,3 +473,16 @@ class WritesGradInForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.fc.bias.grad = torch.ones(3)
         return self.fc(x)
+
+
+class ShrinksInForward(nn.Module):
+    """Scales its weight in place in every forward (not idempotent: doing it twice shows)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            self.fc.weight.mul_(0.5)
+        return self.fc(x)
