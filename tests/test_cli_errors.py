@@ -14,17 +14,10 @@ import torch.nn as nn
 
 import engine.recipe
 from engine import Phase, PhaseError, PhaseRecord, Recipe, Session
-from tui.cli import main
+from tests.cli import nntui
 
 USER = str(Path(__file__).parent / "user_models.py")
 ROOT = Path(__file__).parent.parent
-
-
-def nntui(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exit_.value.code, out, err
 
 
 def one_error_line(code: int, out: str, err: str, expected_code: int) -> str:

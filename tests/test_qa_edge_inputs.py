@@ -18,9 +18,9 @@ import pytest
 import torch
 import torch.nn as nn
 
+from tests.cli import nntui, usage_error
 from tests.qa_edge_models import BOM, LATIN1, LATIN1_DECLARED, MODELS
 from tests.scripts import run_plain
-from tui.cli import main
 
 
 @pytest.fixture
@@ -28,22 +28,6 @@ def models(tmp_path: Path) -> str:
     path = tmp_path / "qa_edge_models.py"
     path.write_text(MODELS)
     return str(path)
-
-
-def nntui(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exit_.value.code, out, err
-
-
-def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    code, out, err = nntui(capsys, *argv)
-    assert (code, out) == (2, ""), err
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    return lines[0].removeprefix("nntui: error: ")
 
 
 def plain_losses(

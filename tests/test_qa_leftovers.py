@@ -18,26 +18,9 @@ from typing import Any
 
 import pytest
 
-from tui.cli import main
+from tests.cli import nntui, usage_error
 
 ROOT = Path(__file__).parent.parent
-
-
-def nntui(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exit_.value.code, out, err
-
-
-def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    code, out, err = nntui(capsys, *argv)
-    assert (code, out) == (2, ""), err
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("nntui: error: ")
-    return lines[0].removeprefix("nntui: error: ")
 
 
 def _popen(*argv: str, **kw: Any) -> subprocess.Popen[str]:
