@@ -33,8 +33,11 @@ def frozen_structure(paths: dict[int, str]) -> Iterator[None]:
     those: a parameter made in ``forward`` would be trained by nobody's optimizer and left
     behind by a rewind (a QA model's loss came out 1.370 after a rewind instead of 1.631).
     Registration hooks fire before the assignment, so raising leaves the model as it was.
-    Modules made in ``forward`` and not attached to the model are no concern.
+    Modules made in ``forward`` and not attached to the model are no concern. A forward that
+    catches the refusal and goes on fails at its end all the same.
     """
+
+    refused: list[ModuleFailure] = []
 
     def refuse(module: nn.Module, kind: str, name: str) -> None:
         path = paths[id(module)]
@@ -43,7 +46,8 @@ def frozen_structure(paths: dict[int, str]) -> Iterator[None]:
             f"the parameters the model has after __init__ and could not rewind this; create "
             f"the {kind} in __init__"
         )
-        raise ModuleFailure(message, StructureChanged(message), path)
+        refused.append(ModuleFailure(message, StructureChanged(message), path))
+        raise refused[-1]
 
     def on_parameter(module: nn.Module, name: str, value: Any) -> None:
         if id(module) in paths:
@@ -69,6 +73,10 @@ def frozen_structure(paths: dict[int, str]) -> Iterator[None]:
     finally:
         for h in handles:
             h.remove()
+    # A forward that caught the refusal and went on fails all the same: a plain loop would
+    # have changed the model.
+    if refused:
+        raise refused[0]
 
 
 def keep_grad(store: dict[int, torch.Tensor], i: int) -> Callable[[torch.Tensor], None]:

@@ -6,6 +6,8 @@ of 6 features (``--input-shape 4,6``) unless a docstring says otherwise.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -485,4 +487,17 @@ class ShrinksInForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             self.fc.weight.mul_(0.5)
+        return self.fc(x)
+
+
+class CatchesStructureRefusal(nn.Module):
+    """Attaches a submodule in forward and swallows whatever it raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with contextlib.suppress(RuntimeError):
+            self.extra = nn.Linear(3, 3)
         return self.fc(x)
