@@ -91,6 +91,12 @@ class RecordIds:
         return key in self._ids
 
 
+def _accumulate_grad_node(p: torch.Tensor) -> Any:
+    """The ``AccumulateGrad`` node of leaf ``p`` (what adds into ``p.grad`` in backward)."""
+    with torch.enable_grad():
+        return p.view_as(p).grad_fn.next_functions[0][0]
+
+
 class Session(Rewinding):
     """One training loop, stepped a phase at a time."""
 
@@ -444,36 +450,54 @@ class Session(Rewinding):
     def _grads_untouched(self) -> Iterator[None]:
         """A user's forward must leave ``.grad`` alone: one that calls ``backward`` would add
         into gradients the history holds (its checkpoints share them, engine.rewind) and make
-        every rewind to them wrong. A hook on each parameter refuses before anything is added;
-        a gradient assigned or written by hand is refused after the forward (and unassigned).
-        nntui's own models do neither and skip the check (2.6 µs per parameter)."""
+        every rewind to them wrong. A pre-hook on each parameter's ``AccumulateGrad`` refuses
+        before anything is added (``torch.autograd.grad`` runs no ``AccumulateGrad``: a
+        gradient penalty, even one with respect to the parameters, stays legal), and the phase
+        fails even if the forward caught the refusal and went on (a plain loop would have added
+        the gradients). The forward sees copies of the gradients: one written in place or
+        assigned is refused after the forward and the kept gradients are untouched. nntui's own
+        models do neither and skip the check."""
         if self.recipe.model in MODELS:
             yield
             return
-        names = self.names
+        refused: list[ModuleFailure] = []
 
-        def refuse(name: str) -> Callable[[torch.Tensor], None]:
-            def hook(grad: torch.Tensor) -> None:
+        def refuse(name: str) -> Callable[..., None]:
+            def hook(*_: Any) -> None:
                 message = (
                     f"forward calls backward, which would add into {name}.grad: nntui runs "
                     "backward as its own phase; call it after the loss, not in forward"
                 )
-                raise ModuleFailure(message, PhaseFailure(message), "")
+                refused.append(ModuleFailure(message, PhaseFailure(message), ""))
+                raise refused[-1]
 
             return hook
 
-        had = [(p.grad, None if p.grad is None else p.grad._version) for p in self.params]
-        handles = [
-            p.register_hook(refuse(n)) for n, p in zip(names, self.params) if p.requires_grad
+        kept = [p.grad for p in self.params]
+        # Copies, so that an in-place write cannot reach what the checkpoints hold.
+        seen = [None if g is None else g.clone() for g in kept]
+        for p, g in zip(self.params, seen):
+            p.grad = g
+        # Kept alive for the forward: a parameter holds its AccumulateGrad node weakly, and a
+        # hook on a node that is collected and made again would never fire.
+        nodes = [
+            (n, _accumulate_grad_node(p))
+            for n, p in zip(self.names, self.params)
+            if p.requires_grad
         ]
+        handles = [node.register_prehook(refuse(n)) for n, node in nodes]
         try:
             yield
         finally:
             for h in handles:
                 h.remove()
-        for name, p, (grad, version) in zip(names, self.params, had):
-            if p.grad is not grad or (grad is not None and grad._version != version):
-                p.grad = grad
+            now = [p.grad for p in self.params]
+            for p, g in zip(self.params, kept):
+                p.grad = g
+        if refused:
+            raise refused[0]
+        for name, grad, copy in zip(self.names, now, seen):
+            if grad is not copy or (copy is not None and copy._version != 0):
                 raise PhaseFailure(
                     f"forward wrote {name}.grad: nntui keeps .grad as zero_grad and backward "
                     "leave it; write gradients after the loss, not in forward"

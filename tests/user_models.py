@@ -490,6 +490,34 @@ class ShrinksInForward(nn.Module):
         return self.fc(x)
 
 
+class GradPenaltyOnParams(nn.Module):
+    """A gradient penalty with respect to its own weight (``torch.autograd.grad`` writes no
+    ``.grad``): legal, and exact."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc(x)
+        (g,) = torch.autograd.grad(y.pow(2).sum(), self.fc.weight, create_graph=True)
+        return y + 0.01 * g.pow(2).sum()
+
+
+class CatchesBackwardRefusal(nn.Module):
+    """Calls backward in forward and swallows whatever it raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc(x)
+        with contextlib.suppress(RuntimeError):
+            y.sum().backward(retain_graph=True)
+        return y
+
+
 class CatchesStructureRefusal(nn.Module):
     """Attaches a submodule in forward and swallows whatever it raises."""
 
@@ -500,4 +528,17 @@ class CatchesStructureRefusal(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with contextlib.suppress(RuntimeError):
             self.extra = nn.Linear(3, 3)
+        return self.fc(x)
+
+
+class HalvesGradInForward(nn.Module):
+    """Halves its weight's gradient in place in forward, once there is one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fc.weight.grad is not None:
+            self.fc.weight.grad.mul_(0.5)
         return self.fc(x)
