@@ -20,6 +20,7 @@ from .lazy import Deferred
 from .modulemap import ModuleCall
 from .phases import Phase
 from .recipe import MODELS
+from .userprints import Printed
 
 # Phases after which the autograd graph of this iteration is alive (rebuilt on rewind).
 GRAPH_LIVE = (Phase.FORWARD, Phase.LOSS, Phase.ZERO_GRAD)
@@ -238,7 +239,7 @@ class Rewinding:
         # Captured again to know which module first went non-finite (the loss names it) and
         # which module made each graph node (the loss tags them).
         # What it prints is dropped: the phase that printed it showed it when it ran.
-        replayed: list[str] = []
+        replayed = Printed()
         with (
             self._prints(replayed),
             capture_outputs(self.setup.net, captured, returned, self._copy_only(), calls=calls),

@@ -45,7 +45,7 @@ from .records import (
 )
 from .rewind import Rewinding
 from .summary import TensorSummary, all_finite, first_nonfinite, summarize, summarize_made
-from .userprints import capture_prints, joined
+from .userprints import Printed, capture_prints, joined
 
 SGD_RULES = ("sgd", "manual")
 LARGE = 1 << 16  # elements: a tensor this big is checked on its own, small ones together
@@ -231,7 +231,7 @@ class Session(Rewinding):
         phase = self.next_phase
         iteration = self.next_iteration
         live = self._live()
-        prints: list[str] = []
+        prints = Printed()
         try:
             with self._prints(prints):
                 record = self._run(phase, iteration, prints)

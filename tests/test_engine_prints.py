@@ -97,3 +97,31 @@ def test_the_streams_are_put_back(stream: str) -> None:
     with capture_prints([]):
         assert getattr(sys, stream) is not before
     assert getattr(sys, stream) is before
+
+
+def test_a_stream_kept_from_define_writes_into_the_phase_running_now(capsys) -> None:
+    """A stream object the model kept at define (``self.out = sys.stdout`` in ``__init__``;
+    a logging handler made at import) wrote into define's finished sink: the forward's
+    prints were lost (and the sink grew for ever when the next phase's thread had the same
+    id). And ``sys.stdout.buffer``, which Textual's streams lack, is kept as text too."""
+    s = Session(_recipe("KeepsItsStream"), capture_prints=True)
+    s.run_next()  # define: the model keeps the capturing stream
+    forward = s.run_next()
+    assert isinstance(forward, PhaseRecord), forward
+    assert forward.user_output == "through the kept stream\nas bytes\n"
+    s.setup.net.out.write("after the phase\n")  # outside a phase: where it went before
+    assert "after the phase" in capsys.readouterr().out
+
+
+def test_a_phase_printing_megabytes_holds_a_bounded_tail() -> None:
+    """The sink kept every string until the phase ended (8 MB of prints held 69 MB); now
+    it holds a bounded tail, and says the same as a sink that kept everything."""
+    from engine.userprints import _HELD, Printed
+
+    lines = [f"{i} {'x' * (i % 50)}\n" for i in range(50_000)]
+    sink = Printed()
+    with capture_prints(sink):
+        for line in lines:
+            print(line, end="")
+            assert sum(map(len, sink)) <= _HELD + 60
+    assert joined(sink) == joined(lines)

@@ -542,3 +542,22 @@ class HalvesGradInForward(nn.Module):
         if self.fc.weight.grad is not None:
             self.fc.weight.grad.mul_(0.5)
         return self.fc(x)
+
+
+class KeepsItsStream(nn.Module):
+    """Keeps ``sys.stdout`` as it was at ``__init__`` (as ``logging.basicConfig()`` at import
+    keeps ``sys.stderr``) and writes to it in forward; also writes bytes to stdout's buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import sys
+
+        self.fc = nn.Linear(4, 3)
+        self.out = sys.stdout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import sys
+
+        self.out.write("through the kept stream\n")
+        sys.stdout.buffer.write(b"as bytes\n")
+        return self.fc(x)
