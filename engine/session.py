@@ -387,9 +387,10 @@ class Session(Rewinding):
         returned: dict[str, int] = {}
         versions: dict[str, tuple[torch.Tensor, int]] = {}
         calls: list[ModuleCall] = []
-        # A user's forward may change parameters in place (weight clipping under no_grad):
-        # then this checkpoint keeps copies, like step's. Writes through ``.data`` bump no
-        # version counter and stay unseen.
+        # A user's forward may change parameters in place (weight clipping under no_grad, or
+        # the older ``p.data.clamp_(-c, c)``): then this checkpoint keeps copies, like step's.
+        # Seen by version counters, and for writes through ``.data`` (which bump none) by
+        # comparing with the copies the checkpoint before holds, bit for bit.
         shipped = self.recipe.model in MODELS
         param_versions = [] if shipped else [p._version for p in self.params]
         with (
@@ -397,10 +398,11 @@ class Session(Rewinding):
             self._grads_untouched(),
         ):
             output = net(input)
+        found = () if shipped else self.history.current.params
         rewritten = [
             (name, p)
-            for name, p, v in zip(self.names, self.params, param_versions)
-            if p._version != v
+            for name, p, v, b in zip(self.names, self.params, param_versions, found)
+            if p._version != v or not bit_equal(p, b)
         ]
         if rewritten:
             self._new_params = [p.detach().clone() for p in self.params]

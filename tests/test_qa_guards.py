@@ -63,24 +63,39 @@ def _same(s: Session, state: dict) -> bool:
     return True
 
 
+def _replays_like_plain(name: str, cls: type[nn.Module], iterations: int) -> None:
+    """Every phase of ``iterations`` matches the plain loop, and so does every rewind to every
+    earlier point and the replay from there."""
+    plain = _plain(cls, iterations)
+    s = _session(name)
+    for k in range(len(plain)):
+        record = s.run_next()
+        assert isinstance(record, PhaseRecord), record
+        assert _same(s, plain[k]), (k, record.phase)
+        for back in range(1, k + 1):
+            assert s.rewind(back) == back and s.rewind_error is None, (k, back)
+            assert _same(s, plain[k - back]), (k, back)
+            for j in range(back):
+                assert isinstance(s.run_next(), PhaseRecord)
+                assert _same(s, plain[k - back + j + 1]), (k, back, j)
+
+
 def test_a_gradient_penalty_on_the_parameters_runs_and_rewinds_like_a_plain_loop() -> None:
     """``torch.autograd.grad`` with respect to a parameter in forward adds into no ``.grad``:
     it was refused as 'forward calls backward' (the guard hooked the tensor, and tensor hooks
     fire for autograd.grad too)."""
     from tests.user_models import GradPenaltyOnParams
 
-    plain = _plain(GradPenaltyOnParams, 2)
-    s = _session("GradPenaltyOnParams")
-    for k in range(len(plain)):
-        record = s.run_next()
-        assert isinstance(record, PhaseRecord), record
-        assert _same(s, plain[k]), (k, record.phase)
-        for back in range(1, k + 1):  # rewind to every earlier point and replay
-            assert s.rewind(back) == back and s.rewind_error is None, (k, back)
-            assert _same(s, plain[k - back]), (k, back)
-            for j in range(back):
-                assert isinstance(s.run_next(), PhaseRecord)
-                assert _same(s, plain[k - back + j + 1]), (k, back, j)
+    _replays_like_plain("GradPenaltyOnParams", GradPenaltyOnParams, 2)
+
+
+def test_weight_clipping_through_data_in_forward_rewinds_like_a_plain_loop() -> None:
+    """``p.data.clamp_`` bumps no version counter: the forward's checkpoint shared the
+    unclipped copies, so a rewind to after backward (or zero_grad) restored unclipped weights
+    and the replayed step moved them from there."""
+    from tests.user_models import ClampsThroughData
+
+    _replays_like_plain("ClampsThroughData", ClampsThroughData, 2)
 
 
 def test_a_forward_that_swallows_the_backward_refusal_still_fails_and_changes_nothing() -> None:

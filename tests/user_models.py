@@ -561,3 +561,16 @@ class KeepsItsStream(nn.Module):
         self.out.write("through the kept stream\n")
         sys.stdout.buffer.write(b"as bytes\n")
         return self.fc(x)
+
+
+class ClampsThroughData(nn.Module):
+    """WGAN's weight clipping the old way, ``p.data.clamp_(-c, c)`` in forward: no version
+    counter sees it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.fc.weight.data.clamp_(-0.3, 0.3)
+        return self.fc(x)
