@@ -18,6 +18,7 @@ from engine import PhaseRecord
 from ..background import PLACEHOLDER, PLACEHOLDER_STYLE, background_of, costly_record
 from .codepane import THEME
 from .lines import text_strip
+from .virtual import set_virtual_size
 
 # Older blocks are dropped from the screen (not from the session) so a long run stays fast.
 MAX_BLOCKS = 60
@@ -177,7 +178,7 @@ class OutputPane(ScrollView, can_focus=True):
             y += len(block.lines) + 1  # a blank line after every block
             width = max([width, *(line.cell_len for line in block.lines)])
         self._tops = tops
-        self.virtual_size = Size(width, y)
+        set_virtual_size(self, Size(width, y))
 
     # ------------------------------------------------------------------ drawing
     def _style(self, name: str) -> str:

@@ -13,8 +13,9 @@ from rich.style import Style
 from rich.text import Text
 from textual.coordinate import Coordinate
 from textual.css.scalar import Unit
-from textual.geometry import Region
+from textual.geometry import Region, Size
 from textual.message import Message
+from textual.reactive import Reactive
 from textual.strip import Strip
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
@@ -29,6 +30,7 @@ from ..background import (
     costly_record,
     costly_summary,
 )
+from .virtual import virtual_size_changed
 
 COLUMNS = ("name", "shape", "count", "data", "grad", "last")
 # Drawn cells kept across updates (~7 states of ~70 cells for the tutorial's Net).
@@ -213,6 +215,11 @@ class ParamsTable(DataTable, inherit_bindings=True):
     """One row per parameter; moving the cursor selects the parameter the views show."""
 
     COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | {"paramstable--changed"}
+    # DataTable sets its virtual size whenever a column's width changes (the "last" column,
+    # most phases): Widget's reactive lays the whole screen out for it. The table's height
+    # follows its rows (height: auto), its width does not follow its columns: only a change
+    # of height needs a layout (``watch_virtual_size``).
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False, repaint=False)
 
     @dataclass
     class Selected(Message):
@@ -235,6 +242,14 @@ class ParamsTable(DataTable, inherit_bindings=True):
     def on_mount(self) -> None:
         for column in COLUMNS:
             self.add_column(Text(f" {column}"), key=column)
+
+    def watch_virtual_size(self, old: Size, new: Size) -> None:
+        if old == new:
+            return
+        if old.height != new.height:
+            self.refresh(layout=True)
+        else:
+            virtual_size_changed(self, new)
 
     def show(self, record: PhaseRecord | None, selected: str | None) -> None:
         """Fill from the last record (``None``: before define, no parameters exist)."""
@@ -306,6 +321,11 @@ class ParamsTable(DataTable, inherit_bindings=True):
             self.move_cursor(row=names.index(selected), animate=False)
 
     def render_lines(self, crop: Region) -> list[Strip]:
+        if not self.is_attached:
+            # Removed, its styles gone, but still in the screen's map until the next layout:
+            # Textual draws every widget under a repaint, this one too (a table removed and
+            # another one repainted before the layout: test_widget_paramtable).
+            return [Strip.blank(crop.width)] * crop.height
         # Looked up once per draw, not once per line and row (DataTable asks Textual for the
         # widget's and the header's style on every line: a third of drawing the table).
         self._frame_styles = (self.rich_style, self._get_row_style(-1, Style()))
