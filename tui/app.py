@@ -30,6 +30,7 @@ from .background import PLACEHOLDER, Background, costly_record
 from .commands import RecipeCommands
 from .jobs import Job, write_export
 from .screens.help import HelpScreen
+from .screens.main import MainScreen
 from .screens.model import ModelScreen
 from .stepper import ACTIVATION, Action, Request, Snapshot, failed, perform
 from .widgets.accumulation import AccumulationPane
@@ -239,6 +240,9 @@ class NNTuiApp(App[None]):
         self.background = Background(self)
 
     # ------------------------------------------------------------------ layout
+    def get_default_screen(self) -> MainScreen:
+        return MainScreen(id="_default")
+
     def compose(self) -> ComposeResult:
         yield PhaseBar(id="phasebar")
         with Horizontal(id="body"):

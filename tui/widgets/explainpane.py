@@ -109,7 +109,7 @@ class ExplainPane(ScrollView, can_focus=True):
     def _set_content(self, content: Content) -> None:
         old = self._content
         self._content = content
-        width, height = self.size  # the content area: inside padding and border
+        width, height = self.outer_size - self.styles.gutter.totals  # inside padding, border
         parent = self.parent
         if not self.display or height <= 0 or not isinstance(parent, Widget):
             self.refresh(layout=True)  # laid out (and sized) when shown
@@ -125,13 +125,18 @@ class ExplainPane(ScrollView, can_focus=True):
             # text could show a scrollbar the new height does not need.
             self.refresh(layout=True)
             return
-        set_virtual_size(self, self._measure())  # showing or hiding the scrollbar lays out
+        set_virtual_size(self, self._measure(self.outer_size))  # a scrollbar shown lays out
         self.refresh()
 
-    def _measure(self) -> Size:
-        """The text's size at the width it is drawn (less a scrollbar, when one shows), as a
-        VerticalScroll measures its Static."""
-        width = self.scrollable_content_region.width
+    def _text_width(self, outer: Size) -> int:
+        """The width the text is drawn at in a pane ``outer`` big: inside padding and border,
+        less the vertical scrollbar when one shows (``scrollable_content_region``, which asks
+        the screen's map for the pane's region: a whole arrangement when the map is stale)."""
+        return max(0, outer.width - self.styles.gutter.width - self.scrollbar_size_vertical)
+
+    def _measure(self, outer: Size) -> Size:
+        """The text's size at the width it is drawn, as a VerticalScroll measures its Static."""
+        width = self._text_width(outer)
         return Size(width, self._lines_at(width))
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
@@ -143,7 +148,7 @@ class ExplainPane(ScrollView, can_focus=True):
     ) -> bool:
         # Measured at the width this layout gives, before the scrollbars are updated to it.
         before = self.virtual_size
-        after = self._measure()
+        after = self._measure(size)
         self.set_reactive(ScrollView.virtual_size, after)
         resized = super()._size_updated(size, virtual_size, container_size, layout)
         if after != before:
@@ -153,7 +158,7 @@ class ExplainPane(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------------ drawing
     def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
+        width = self._text_width(self.outer_size)
         style = self.visual_style
         # The same few explanations come back every iteration: their lines are kept drawn
         # (not while text is selected: the selection is drawn into them).
