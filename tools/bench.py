@@ -428,6 +428,9 @@ class FrameSpy:
         # the loop's thread), to tell the app's work from waiting on a busy machine.
         self.cpu: list[float] = []
         self.probe = probe
+        # Set at each frame: a waiter sleeps until one comes instead of polling the event loop
+        # it times (polling every 0.5 ms added its own wake-ups to every frame's CPU time).
+        self.painted: Any = None
         display = app._display
 
         def spy(screen: Any, renderable: Any) -> None:
@@ -438,6 +441,8 @@ class FrameSpy:
                 renderable.render_segments(app.console)
             self.frames.append((time.perf_counter(), self.probe()))
             self.cpu.append(time.thread_time())
+            if self.painted is not None:
+                self.painted.set()
 
         app._display = spy
 
@@ -454,20 +459,26 @@ class FrameSpy:
 
         match = want if callable(want) else (lambda seen: seen == want)
         deadline = time.perf_counter() + timeout
+        if self.painted is None:
+            self.painted = asyncio.Event()
         # Frames arrive in time order: start at the first one after ``since`` and look at each
-        # frame once. This poll runs on the app's own event loop, so rescanning the whole list
-        # every 0.5 ms would itself slow the frames being timed.
+        # frame once (this runs on the app's own event loop).
         i = bisect.bisect_left(self.frames, since, key=lambda frame: frame[0])
         while True:
+            self.painted.clear()
             frames = self.frames
             while i < len(frames):
                 t, seen = frames[i]
                 if match(seen):
                     return t, self.cpu[i]
                 i += 1
-            if time.perf_counter() > deadline:
+            left = deadline - time.perf_counter()
+            if left <= 0:
                 raise TimeoutError(f"no frame showed {want!r}")
-            await asyncio.sleep(0.0005)
+            try:
+                await asyncio.wait_for(self.painted.wait(), timeout=left)
+            except asyncio.TimeoutError:
+                continue  # one more look at the frames, then the deadline check raises
 
 
 async def _gradtree_async(graph: Any, reps: int) -> dict[str, Any]:
