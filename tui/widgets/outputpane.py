@@ -83,13 +83,14 @@ class Block:
     printed text, notes and diagnostics are read on the app's background thread.
     """
 
-    __slots__ = ("record", "watch", "parts", "lines", "strips")
+    __slots__ = ("record", "watch", "parts", "lines", "width", "strips")
 
     def __init__(self, record: PhaseRecord, watch: str | None) -> None:
         self.record = record
         self.watch = watch
         self.parts: Parts | None = None
         self.lines: list[Text] = []
+        self.width = 0  # of its widest line
         # (line, width) -> the line drawn at that width (the pane's virtual width).
         self.strips: dict[tuple[int, int], Strip] = {}
 
@@ -176,7 +177,7 @@ class OutputPane(ScrollView, can_focus=True):
         for block in self._blocks:
             tops.append(y)
             y += len(block.lines) + 1  # a blank line after every block
-            width = max([width, *(line.cell_len for line in block.lines)])
+            width = max(width, block.width)
         self._tops = tops
         set_virtual_size(self, Size(width, y))
 
@@ -186,6 +187,8 @@ class OutputPane(ScrollView, can_focus=True):
 
     def _draw(self, block: Block) -> None:
         block.lines = self.block_text(block).split("\n", allow_blank=True)
+        # Measured once: the pane's width is the widest of up to MAX_BLOCKS blocks each phase.
+        block.width = max((line.cell_len for line in block.lines), default=0)
         block.strips.clear()
 
     def block_text(self, block: Block) -> Text:

@@ -18,6 +18,7 @@ from textual.message import Message
 from textual.reactive import Reactive
 from textual.strip import Strip
 from textual.widgets import DataTable
+from textual.widgets._data_table import RowRenderables
 from textual.widgets.data_table import ColumnKey, RowKey
 
 from engine import Phase, PhaseRecord
@@ -236,6 +237,8 @@ class ParamsTable(DataTable, inherit_bindings=True):
         self._changes: tuple[PhaseRecord | None, dict[str, str]] = (None, {})
         # The widget's and the header's style while a draw runs (``render_lines``).
         self._frame_styles: tuple[Style, Style] | None = None
+        # Each row's renderables while a draw runs (``_row_renderables``).
+        self._frame_rows: dict[int, RowRenderables] | None = None
         # Cells drawn (``_render_cell``), by their words, look and place.
         self._drawn_cells: dict[tuple[object, ...], list[list[Segment]]] = {}
 
@@ -329,10 +332,12 @@ class ParamsTable(DataTable, inherit_bindings=True):
         # Looked up once per draw, not once per line and row (DataTable asks Textual for the
         # widget's and the header's style on every line: a third of drawing the table).
         self._frame_styles = (self.rich_style, self._get_row_style(-1, Style()))
+        self._frame_rows = {}
         try:
             return super().render_lines(crop)
         finally:
             self._frame_styles = None
+            self._frame_rows = None
 
     def render_line(self, y: int) -> Strip:
         if self._frame_styles is None or self.fixed_rows or not self.show_header:
@@ -451,7 +456,7 @@ class ParamsTable(DataTable, inherit_bindings=True):
         cache = self._cell_render_cache
         if key in cache:
             return cache[key]
-        cell = self._get_row_renderables(row_index).cells[column_index]
+        cell = self._row_renderables(row_index).cells[column_index]
         if isinstance(cell, StatCell):
             fresh = not cell.drawn
             text = cell.text
@@ -520,6 +525,17 @@ class ParamsTable(DataTable, inherit_bindings=True):
             self._drawn_cells.clear()  # a rare reset beats bookkeeping an LRU per cell
         self._drawn_cells[drawn_key] = lines
         return lines
+
+    def _row_renderables(self, row_index: int) -> RowRenderables:
+        """DataTable's renderables of a row, made once per row in a draw (DataTable makes the
+        whole row's for each of its cells: six times per row)."""
+        rows = self._frame_rows
+        if rows is None:
+            return self._get_row_renderables(row_index)
+        renderables = rows.get(row_index)
+        if renderables is None:
+            renderables = rows[row_index] = self._get_row_renderables(row_index)
+        return renderables
 
     def _changes_now(self, record: PhaseRecord | None) -> dict[str, str] | None:
         """What ``record``'s phase changed per parameter; None while the background thread

@@ -44,6 +44,8 @@ class PhaseBar(Static):
         super().__init__(id=id)
         self.state = BarState()
         self._shown: tuple[BarState, str] | None = None
+        # Component styles by name: the bar is drawn every phase with the same six.
+        self._styles: dict[str, str] = {}
 
     def show(self, state: BarState) -> None:
         if (state, self.app.theme) == self._shown:
@@ -56,8 +58,16 @@ class PhaseBar(Static):
     def on_mount(self) -> None:
         self.update(self.render_state(self.state))
 
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._styles = {}  # a new theme or stylesheet: look them up again
+
     def _style(self, name: str) -> str:
-        return str(self.get_component_rich_style(f"phasebar--{name}", partial=True))
+        style = self._styles.get(name)
+        if style is None:
+            style = str(self.get_component_rich_style(f"phasebar--{name}", partial=True))
+            self._styles[name] = style
+        return style
 
     def render_state(self, s: BarState) -> Text:
         line = Text()
