@@ -267,3 +267,26 @@ def test_values_grid_writes_what_the_rich_table_writes() -> None:
             want = console.render_lines(values_table(change), console.options, pad=False)
             got = console.render_lines(ValuesTable(change), console.options, pad=False)
             assert got == want, (change.name, width)
+
+
+async def test_loss_plot_is_drawn_between_loss_and_backward() -> None:
+    # The loss plot changes at loss, while its tab is hidden: it is drawn after loss's frame,
+    # and backward (which brings the tab forward) shows it without drawing it again.
+    from tui.pilot import press, quiet_app, steps
+    from tui.widgets.accumulation import FastPlot
+
+    app = quiet_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await press(pilot, *steps(7))  # an iteration (the tab shown once), the next forward
+        plot = app.query_one("#accum-loss-plot", FastPlot)
+        draw = plot._draw
+        drawn: list[str] = []
+
+        def counting(size):  # type: ignore[no-untyped-def]
+            drawn.append(str(app.snapshot.done if app.snapshot else None))
+            return draw(size)
+
+        plot._draw = counting  # type: ignore[method-assign]
+        await press(pilot, "space", "space", "space")  # loss, zero_grad, backward
+        assert drawn == ["loss"]  # once, after loss's frame; not in backward's
+        assert [list(s) for s in plot._strips] == [list(s) for s in draw(plot.size)]

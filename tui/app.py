@@ -480,6 +480,14 @@ class NNTuiApp(App[None]):
         # costs milliseconds, and reads statistics nobody would look at).
         self._stale_views = set(VIEW_PANES)
         self._draw_view(tabs.active)
+        if "tab-accumulation" in self._stale_views:
+            self.call_after_refresh(self._predraw_losses, snap)
+
+    def _predraw_losses(self, snap: Snapshot) -> None:
+        """After the frame: the hidden accumulation pane draws its loss plot ahead of the
+        backward that shows it (``AccumulationPane.predraw_losses``)."""
+        if self.snapshot is snap and "tab-accumulation" in self._stale_views:
+            self.query_one(AccumulationPane).predraw_losses(snap.records)
 
     def _label_diagnostics(self, record: PhaseRecord | None) -> None:
         tab = self.query_one(TabbedContent).get_tab("tab-diagnostics")

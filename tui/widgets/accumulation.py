@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.geometry import Size
 from textual.strip import Strip
 from textual.visual import Visual, visualize
 from textual.widgets import Static
@@ -79,11 +80,8 @@ def accumulation_view(records: Sequence[PhaseRecord], param: str | None = None) 
     change_iteration: int | None = None
     zeroed_after: str | None = None
     series: list[BackwardPoint] = []
-    losses: dict[int, float] = {}
     for record in records:
-        if record.phase is Phase.LOSS and record.loss is not None:
-            losses[record.iteration] = record.loss  # a later loss of the same iteration wins
-        elif record.phase is Phase.ZERO_GRAD and not record.skipped:
+        if record.phase is Phase.ZERO_GRAD and not record.skipped:
             zeroed_after = record.zero_grad_mode
         elif record.phase is Phase.BACKWARD:
             found = next((c for c in record.grad_changes if c.name == name), None)
@@ -106,8 +104,17 @@ def accumulation_view(records: Sequence[PhaseRecord], param: str | None = None) 
         grad_now=None if state is None else state.grad,
         zeroed_after=zeroed_after,
         series=tuple(series),
-        losses=tuple(sorted(losses.items())),
+        losses=loss_series(records),
     )
+
+
+def loss_series(records: Sequence[PhaseRecord]) -> tuple[tuple[int, float], ...]:
+    """``(iteration, loss)`` for every iteration whose loss ran, oldest first."""
+    losses: dict[int, float] = {}
+    for record in records:
+        if record.phase is Phase.LOSS and record.loss is not None:
+            losses[record.iteration] = record.loss  # a later loss of the same iteration wins
+    return tuple(sorted(losses.items()))
 
 
 # ----------------------------------------------------------------------------- text
@@ -302,16 +309,26 @@ class FastPlot(PlotextPlot):
     def render_line(self, y: int) -> Strip:
         if self.text_selection is not None:
             return super().render_line(y)  # the selection is drawn by Textual's own path
-        key = (self.data_key, self.size, self.app.theme, self.visual_style)
-        if key != self._strips_key:
-            self._strips = self._draw()
-            self._strips_key = key
+        self._draw_for(self.size)
         if y < len(self._strips):
             return self._strips[y]
         return Strip.blank(self.size.width, self.visual_style.rich_style)
 
-    def _draw(self) -> list[Strip]:
-        width, height = self.size
+    def predraw(self) -> None:
+        """Draw now, at the size the plot had when last on screen (its tab is hidden: it has
+        no region now), so that showing the tab again draws nothing (``render_line``)."""
+        size = self.outer_size - self.styles.gutter.totals
+        if size:  # never on screen yet: drawn when it is
+            self._draw_for(size)
+
+    def _draw_for(self, size: Size) -> None:
+        key = (self.data_key, size, self.app.theme, self.visual_style)
+        if key != self._strips_key:
+            self._strips = self._draw(size)
+            self._strips_key = key
+
+    def _draw(self, size: Size) -> list[Strip]:
+        width, height = size
         plt = self._plot
         plt.plotsize(width, height)
         plt._set_size(width, height)
@@ -390,7 +407,7 @@ class AccumulationPane(Vertical):
         self.query_one("#accum-header", Static).update(header_text(view))
         self.query_one("#accum-values", Static).update(body(view))
         self._plot_norms(view)
-        self._plot_losses(view)
+        self._plot_losses(view.losses)
 
     def _plot_norms(self, view: AccumulationView) -> None:
         widget = self.query_one("#accum-norm-plot", FastPlot)
@@ -419,18 +436,29 @@ class AccumulationPane(Vertical):
         plt.xlabel("backward call")
         widget.refresh()
 
-    def _plot_losses(self, view: AccumulationView) -> None:
+    def predraw_losses(self, records: Sequence[PhaseRecord]) -> None:
+        """Plot and draw the losses in ``records`` while the pane is hidden.
+
+        The loss plot changes at loss and is on screen at backward, which brings this pane
+        forward: drawn between the keys (plotext's matrix, ~2 ms), backward's frame finds it
+        drawn (the norm plot and the values change with backward itself).
+        """
+        # Only the losses: the rest of the view reads statistics (norms) nobody may look at.
+        self._plot_losses(loss_series(records))
+        self.query_one("#accum-loss-plot", FastPlot).predraw()
+
+    def _plot_losses(self, losses: tuple[tuple[int, float], ...]) -> None:
         widget = self.query_one("#accum-loss-plot", FastPlot)
-        if view.losses == widget.data_key:
+        if losses == widget.data_key:
             return
-        widget.data_key = view.losses
+        widget.data_key = losses
         plt = widget.fresh()
-        if not view.losses:
+        if not losses:
             plt.title("loss: none yet")
         else:
-            iterations = [i for i, _ in view.losses]
-            plt.plot(iterations, [v for _, v in view.losses], marker="braille")
-            plt.title(f"loss {fmt(view.losses[-1][1])}")
+            iterations = [i for i, _ in losses]
+            plt.plot(iterations, [v for _, v in losses], marker="braille")
+            plt.title(f"loss {fmt(losses[-1][1])}")
             if len(iterations) <= 10:  # more: plotext's own ticks (xticks(None) raises)
                 plt.xticks(iterations)
         plt.xlabel("iteration")
