@@ -608,6 +608,9 @@ async def _latency_async(recipe: Recipe, iterations: int) -> dict[str, Any]:
             "complete_p95_ms": pct(complete[key], 0.95) * 1e3,
             "compute_ms": c * 1e3,
             "p95_over_compute_ms": (pct(xs, 0.95) - c) * 1e3,
+            # Each key against its own phase's engine time (the goal's "the phase's compute
+            # + 50 ms"): the line above also counts the engine's own spread as the app's.
+            "p95_key_over_compute_ms": pct([x - e for x, e in zip(xs, compute[key])], 0.95) * 1e3,
             "loop_cpu_p50_ms": median(loop_cpu[key]) * 1e3,
             "loop_cpu_p95_ms": pct(loop_cpu[key], 0.95) * 1e3,
             "samples": len(xs),
@@ -626,10 +629,10 @@ def bench_latency(quick: bool) -> dict[str, Any]:
     for label, recipe, iterations, goal, over_compute in cases:
         phases = asyncio.run(_latency_async(recipe, iterations))
         loop = [v for k, v in phases.items() if k != "define"]
-        worst = max(v["p95_over_compute_ms"] if over_compute else v["p95_ms"] for v in loop)
+        worst = max(v["p95_key_over_compute_ms"] if over_compute else v["p95_ms"] for v in loop)
         out[label] = {
             "phases": phases,
-            "goal": f"p95 <= compute + {goal * 1e3:.0f} ms"
+            "goal": f"p95 of key - its compute <= {goal * 1e3:.0f} ms"
             if over_compute
             else f"p95 <= {goal * 1e3:.0f} ms",
             "worst_ms": worst,
@@ -876,6 +879,7 @@ def report(results: dict[str, Any]) -> str:
                     ("complete_p50_ms", "complete p50"),
                     ("complete_p95_ms", "complete p95"),
                     ("compute_ms", "engine"),
+                    ("p95_key_over_compute_ms", "p95 key - engine"),
                     ("loop_cpu_p50_ms", "loop CPU p50"),
                     ("loop_cpu_p95_ms", "loop CPU p95"),
                 )
