@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -61,3 +63,23 @@ def tutorial_loop(seed: int, lr: float, iterations: int, accumulate: bool = Fals
         yield it, "backward", loss.item(), snapshot(net), net
         optimizer.step()
         yield it, "step", loss.item(), snapshot(net), net
+
+
+def plain_losses(
+    factory: Any, input_shape: tuple[int, ...], target_shape: tuple[int, ...], iterations: int
+) -> list[float]:
+    """The tutorial's loop in plain PyTorch, in the documented seeded order."""
+    torch.manual_seed(0)
+    net = factory()
+    input = torch.randn(input_shape)
+    target = torch.randn(target_shape)
+    criterion = nn.MSELoss()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
+    losses = []
+    for _ in range(iterations):
+        optimizer.zero_grad()
+        loss = criterion(net(input), target)
+        losses.append(loss.item())
+        loss.backward()
+        optimizer.step()
+    return losses

@@ -216,6 +216,14 @@ async def test_a_long_phase_counts_its_seconds_and_says_how_to_leave(monkeypatch
         assert "q quits" not in bar.render_state(bar.state).plain
 
 
+async def _frozen(app: NNTuiApp) -> None:
+    """Wait for start-up's gc.freeze(), which runs on a thread."""
+    deadline = time.monotonic() + 30
+    while app._gc_frozen is None:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+
+
 async def test_idle_collection_counts_what_it_freezes(monkeypatch: pytest.MonkeyPatch) -> None:
     """The idle collection keeps its own count of what it froze (gc.get_freeze_count() walks
     every frozen object, tens of ms) and past REFREEZE_AFTER unfreezes and walks it all."""
@@ -226,10 +234,7 @@ async def test_idle_collection_counts_what_it_freezes(monkeypatch: pytest.Monkey
     app = quiet_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await press(pilot, "space")
-        deadline = time.monotonic() + 30
-        while app._gc_frozen is None:  # start-up's freeze runs on a thread
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        await _frozen(app)
         await settle(pilot)
         while app.message_queue_size:  # _collect waits for an idle loop
             await asyncio.sleep(0.01)
@@ -268,10 +273,7 @@ async def test_key_frames_run_no_young_collections() -> None:
     app = quiet_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await press(pilot, "space")
-        deadline = time.monotonic() + 30
-        while app._gc_frozen is None:  # start-up's freeze runs on a thread
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        await _frozen(app)
         assert gc.get_threshold()[0] == app_module.GEN0_THRESHOLD
         main = threading.get_ident()
         automatic: list[int] = []

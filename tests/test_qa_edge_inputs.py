@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from tests.cli import nntui, usage_error
+from tests.oracle import plain_losses
 from tests.qa_edge_models import BOM, LATIN1, LATIN1_DECLARED, MODELS
 from tests.scripts import run_plain
 
@@ -28,26 +29,6 @@ def models(tmp_path: Path) -> str:
     path = tmp_path / "qa_edge_models.py"
     path.write_text(MODELS)
     return str(path)
-
-
-def plain_losses(
-    factory: Any, input_shape: tuple[int, ...], target_shape: tuple[int, ...], iterations: int
-) -> list[float]:
-    """The tutorial's loop in plain PyTorch, in the documented seeded order."""
-    torch.manual_seed(0)
-    net = factory()
-    input = torch.randn(input_shape)
-    target = torch.randn(target_shape)
-    criterion = nn.MSELoss()
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
-    losses = []
-    for _ in range(iterations):
-        optimizer.zero_grad()
-        loss = criterion(net(input), target)
-        losses.append(loss.item())
-        loss.backward()
-        optimizer.step()
-    return losses
 
 
 def traced_losses(out: str) -> list[float]:

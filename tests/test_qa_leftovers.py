@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.cli import nntui, usage_error
+from tests.oracle import plain_losses
 
 ROOT = Path(__file__).parent.parent
 
@@ -141,23 +142,9 @@ class Net(nn.Module):
 
 def _plain_losses(iterations: int) -> list[float]:
     """The documented seeded loop in plain PyTorch for PRINTING_MODEL's Net, input 2×4."""
-    import torch
     import torch.nn as nn
 
-    torch.manual_seed(0)
-    net = nn.Linear(4, 3)  # the same construction, without the prints
-    input = torch.randn(2, 4)
-    target = torch.randn(2, 3)
-    criterion = nn.MSELoss()
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
-    losses = []
-    for _ in range(iterations):
-        optimizer.zero_grad()
-        loss = criterion(net(input), target)
-        losses.append(loss.item())
-        loss.backward()
-        optimizer.step()
-    return losses
+    return plain_losses(lambda: nn.Linear(4, 3), (2, 4), (2, 3), iterations)
 
 
 def test_export_to_dash_writes_the_script_to_stdout_and_nothing_else(
