@@ -19,7 +19,6 @@ from .history import Checkpoint
 from .lazy import Deferred
 from .modulemap import ModuleCall
 from .phases import Phase
-from .recipe import MODELS
 from .userprints import Printed
 
 # Phases after which the autograd graph of this iteration is alive (rebuilt on rewind).
@@ -77,7 +76,7 @@ class Rewinding:
             self._new_opt_state = None
         rng_free = phase in RNG_FREE or (
             # A shipped model's backward runs no custom autograd code either.
-            phase is Phase.BACKWARD and self.recipe.model in MODELS
+            phase is Phase.BACKWARD and self._shipped
         )
         rng = prev.rng if rng_free and prev.rng is not None else torch.get_rng_state()
         forward_rng = self._forward_rng if phase is Phase.FORWARD else prev.forward_rng

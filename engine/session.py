@@ -160,6 +160,8 @@ class Session(Rewinding):
         self.records: list[PhaseRecord] = []
         self.names: list[str] = []
         self.params: list[nn.Parameter] = []
+        # Whether a user's forward is checked for writes through ``.data`` (see ``_forward``).
+        self._compare_params = False
         self.activations: dict[str, torch.Tensor] = {}
         # Modules whose forward output held NaN/Inf, in the order they returned.
         self._nonfinite: Deferred[tuple[str, ...]] = Deferred.now(())
@@ -356,11 +358,18 @@ class Session(Rewinding):
         view = DiagnosisView(self.setup, self._nonfinite, self.activations)
         return self._lazy(lambda: diagnose(view, record[0]), ())
 
+    @property
+    def _shipped(self) -> bool:
+        """Whether the model is one of nntui's own, whose code is known: it writes to no
+        module output after its op, changes no parameter or ``.grad`` in forward and draws no
+        random numbers in backward, so the checks for those are skipped."""
+        return self.recipe.model in MODELS
+
     def _copy_only(self) -> set[str] | None:
         """Which module outputs a forward copies: ``None`` (all of them) for a model of the
         user's, whose code may write to an output at any time, even through ``.data`` where no
         version counter sees it; for a shipped model, those an in-place op wrote to before."""
-        if self.recipe.model not in MODELS or not self._learned:
+        if not self._shipped or not self._learned:
             return None
         return self._copied
 
@@ -376,6 +385,7 @@ class Session(Rewinding):
         pairs = list(self.setup.net.named_parameters())
         self.names = [n for n, _ in pairs]
         self.params = [p for _, p in pairs]
+        self._compare_params = sum(p.numel() for p in self.params) <= DATA_CHECK_ELEMENTS
         self.activations = {}
         self.output = self.loss = None
         self.backwards = 0
@@ -402,7 +412,7 @@ class Session(Rewinding):
         # the older ``p.data.clamp_(-c, c)``): then this checkpoint keeps copies, like step's.
         # Seen by version counters, and for writes through ``.data`` (which bump none) by
         # comparing with the copies the checkpoint before holds, bit for bit.
-        shipped = self.recipe.model in MODELS
+        shipped = self._shipped
         param_versions = [] if shipped else [p._version for p in self.params]
         with (
             capture_outputs(net, captured, returned, self._copy_only(), versions, calls),
@@ -413,9 +423,9 @@ class Session(Rewinding):
         # 1 ms), where it is a small part of a forward; beyond, only version counters.
         found: tuple[torch.Tensor | None, ...] = ()
         if not shipped:
-            found = self.history.current.params
-            if sum(p.numel() for p in self.params) > DATA_CHECK_ELEMENTS:
-                found = (None,) * len(self.params)
+            found = (
+                self.history.current.params if self._compare_params else (None,) * len(self.params)
+            )
         rewritten = [
             (name, p)
             for name, p, v, b in zip(self.names, self.params, param_versions, found)
@@ -476,7 +486,7 @@ class Session(Rewinding):
         the gradients). The forward sees copies of the gradients: one written in place or
         assigned is refused after the forward and the kept gradients are untouched. nntui's own
         models do neither and skip the check."""
-        if self.recipe.model in MODELS:
+        if self._shipped:
             yield
             return
         refused: list[ModuleFailure] = []
