@@ -31,7 +31,6 @@ from .phases import Phase
 
 if TYPE_CHECKING:
     from .recipe import Recipe
-    from .records import PhaseRecord
     from .session import Session
 
 DIGITS_PATH = Path(__file__).parent / "data" / "digits.csv.gz"
@@ -185,28 +184,24 @@ class DigitsReport:
 def batch_report(session: Session) -> DigitsReport | None:
     """The latest forward's digits batch, predictions and accuracies; None before one ran.
 
-    Pure: reads the session's records (rewind truncates them, so the figures follow a rewind)
-    and the batch source, and changes nothing.
+    Pure: reads the session's records and run log (a rewind truncates both, so the figures
+    follow it) and the batch source, and changes nothing.
     """
     data = session.setup.data if session.setup is not None else None
     if not isinstance(data, DigitsBatches):
         return None
-    forwards = [r for r in session.records if r.phase is Phase.FORWARD and r.labels]
-    if not forwards:
+    # The latest forward is among the records kept; the counts cover the whole run.
+    last = next(
+        (r for r in reversed(session.records) if r.phase is Phase.FORWARD and r.labels), None
+    )
+    if last is None:
         return None
-    last = forwards[-1]
     input, _ = data.batch(last.iteration)
     pixels = to_pixels(input)
     epoch, index = data.locate(last.iteration)
-
-    def hits(records: list[PhaseRecord]) -> tuple[int, int]:
-        total = sum(len(r.labels) for r in records)
-        right = sum(p == t for r in records for p, t in zip(r.predictions, r.labels))
-        return total, right
-
-    seen, seen_correct = hits(forwards)
-    recent_forwards = forwards[-RECENT:]
-    recent, recent_correct = hits(recent_forwards)
+    log = session.run_log
+    seen, seen_correct = log.hits()
+    recent, recent_correct = log.hits(RECENT)
     return DigitsReport(
         iteration=last.iteration,
         epoch=epoch,
@@ -218,6 +213,6 @@ def batch_report(session: Session) -> DigitsReport | None:
         seen=seen,
         seen_correct=seen_correct,
         recent=recent,
-        recent_batches=len(recent_forwards),
+        recent_batches=min(RECENT, log.forwards),
         recent_correct=recent_correct,
     )

@@ -115,6 +115,11 @@ class History:
     def current(self) -> Checkpoint:
         return self._items[-1]
 
+    @property
+    def oldest(self) -> Checkpoint:
+        """The earliest checkpoint a rewind can still reach."""
+        return self._items[0]
+
     def push(self, checkpoint: Checkpoint) -> None:
         self._items.append(checkpoint)
         self._count(checkpoint, +1)

@@ -96,7 +96,7 @@ class Rewinding:
                 forward_rng=forward_rng,
                 backwards=self.backwards,
                 loss=self.loss_value,
-                records=len(self.records),
+                records=self.record_count,
                 activations=tuple(self.activations.items())
                 if phase is Phase.FORWARD
                 else (() if phase is Phase.DEFINE else prev.activations),
@@ -134,6 +134,8 @@ class Rewinding:
             if target.done is not None:  # rewinding to the start reset the history already
                 for _ in range(k):
                     self.history.pop()
+            # Here, not in _restore: a failed attempt puts the records back, and the log too.
+            self.run_log.truncate(self.record_count)
             return k
         # The recomputed forward ran (the loss failed) or did not (the forward failed).
         phase = Phase.FORWARD if self.output is None else Phase.LOSS
@@ -210,7 +212,8 @@ class Rewinding:
         self.iteration = cp.iteration
         self.backwards = cp.backwards
         self.loss_value = cp.loss
-        del self.records[cp.records :]
+        assert cp.records >= self.records_dropped, "records a checkpoint needs were let go"
+        del self.records[cp.records - self.records_dropped :]
         self._param_states = list(self.records[-1].params) if self.records else []
         self.activations = dict(cp.activations)
         self._nonfinite = Deferred.now(())

@@ -44,11 +44,16 @@ from .records import (
     StepChange,
 )
 from .rewind import Rewinding
+from .runlog import RunLog
 from .summary import TensorSummary, all_finite, first_nonfinite, summarize, summarize_made
 from .userprints import Printed, capture_prints, joined
 
 SGD_RULES = ("sgd", "manual")
 LARGE = 1 << 16  # elements: a tensor this big is checked on its own, small ones together
+# Records kept beyond the rewind history's reach: the output pane shows the last 60 phases and
+# the accumulation plot the backwards among these (200 iterations).
+KEEP_RECORDS = 1000
+TRIM_CHUNK = 256
 T = TypeVar("T")
 
 
@@ -157,7 +162,11 @@ class Session(Rewinding):
         self.loss: torch.Tensor | None = None
         self.loss_value: float | None = None
         self.backwards = 0
+        # The records the history can still rewind to, and at least the last KEEP_RECORDS:
+        # older ones are let go (see engine.runlog), ``records_dropped`` of them so far.
         self.records: list[PhaseRecord] = []
+        self.records_dropped = 0
+        self.run_log = RunLog()
         self.names: list[str] = []
         self.params: list[nn.Parameter] = []
         # Whether a user's forward is checked for writes through ``.data`` (see ``_forward``).
@@ -258,7 +267,14 @@ class Session(Rewinding):
                 self._restore(self.history.current, recompute=False)
                 self._set_live(live)
             return phase_error(phase, iteration, exc, joined(prints))
+        at = self.record_count
         self.records.append(record)
+        if record.phase is Phase.LOSS and record.loss is not None:
+            self.run_log.add_loss(at, record.iteration, record.loss)
+        elif record.phase is Phase.FORWARD and record.labels:
+            self.run_log.add_forward(at, record.labels, record.predictions)
+        elif record.phase is Phase.BACKWARD:
+            self.run_log.add_backward(at)
         before = self.history.current
         self._keep = RecordIds(record)
         try:
@@ -271,7 +287,23 @@ class Session(Rewinding):
         kept_before = len(self.history) > 1 and self.history.back(1) is before
         previous = before.leave if kept_before else None
         self.releases.commit(self.history.holds, self.history.current.leave, previous)
+        self._trim_records()
         return record
+
+    @property
+    def record_count(self) -> int:
+        """Records made since define (or the start), the ones let go included."""
+        return self.records_dropped + len(self.records)
+
+    def _trim_records(self) -> None:
+        """Let go of records no rewind can reach, beyond the last ``KEEP_RECORDS``."""
+        # A rewind to the oldest checkpoint keeps its records and reads the last of them.
+        reachable = self.history.oldest.records - 1
+        keep_from = min(reachable, self.record_count - KEEP_RECORDS)
+        # In chunks: deleting from the front of a list moves the rest of it.
+        if keep_from - self.records_dropped >= TRIM_CHUNK:
+            del self.records[: keep_from - self.records_dropped]
+            self.records_dropped = keep_from
 
     def run_iteration(self) -> list[PhaseRecord | PhaseError]:
         """Run phases until a ``step`` completes (or one fails)."""

@@ -487,7 +487,7 @@ class NNTuiApp(App[None]):
         """After the frame: the hidden accumulation pane draws its loss plot ahead of the
         backward that shows it (``AccumulationPane.predraw_losses``)."""
         if self.snapshot is snap and "tab-accumulation" in self._stale_views:
-            self.query_one(AccumulationPane).predraw_losses(snap.records)
+            self.query_one(AccumulationPane).predraw_losses(snap.losses)
 
     def _label_diagnostics(self, record: PhaseRecord | None) -> None:
         tab = self.query_one(TabbedContent).get_tab("tab-diagnostics")
@@ -525,7 +525,9 @@ class NNTuiApp(App[None]):
                 self._graph_drawn = graph
                 self.query_one(GradFnPane).show_graph(graph)
         elif view == "tab-accumulation":
-            self.query_one(AccumulationPane).update_from(snap.records, snap.selected)
+            self.query_one(AccumulationPane).update_from(
+                snap.records, snap.selected, snap.losses, snap.backwards_before
+            )
         elif view == "tab-diagnostics":
             self.query_one(DiagnosticsPane).show(snap.last)
         elif view == "tab-digits" and self.query(DigitsPane):

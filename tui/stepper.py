@@ -59,6 +59,8 @@ class Snapshot:
     action: Action
     result: PhaseRecord | PhaseError | None  # what NEXT produced (or why REWIND could not)
     rewound: int  # phases undone by REWIND
+    # The records the session keeps (engine.runlog: the rewind window and a tail of recent
+    # phases); ``losses`` covers the whole run.
     records: tuple[PhaseRecord, ...]
     done: Phase | None
     iteration: int
@@ -82,6 +84,8 @@ class Snapshot:
     # How the zero_grad line reads: as it ran when it is the phase just run (accumulate may
     # have been toggled since), else as the setting will run it.
     zero_grad_skipped: bool = False
+    losses: tuple[tuple[int, float], ...] = ()  # (iteration, loss) of every loss so far
+    backwards_before: int = 0  # backward records of the run before ``records[0]``
 
     @property
     def last(self) -> PhaseRecord | None:
@@ -217,6 +221,8 @@ def snapshot(
         activation=activation,
         activations=tuple(session.activations),
         zero_grad_skipped=skipped,
+        losses=session.run_log.losses(),
+        backwards_before=session.run_log.backwards_before(session.records_dropped),
     )
 
 

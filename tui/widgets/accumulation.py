@@ -73,8 +73,15 @@ def pick_param(records: Sequence[PhaseRecord], param: str | None) -> str | None:
     return names[0] if names else None
 
 
-def accumulation_view(records: Sequence[PhaseRecord], param: str | None = None) -> AccumulationView:
-    """Derive the pane's content from a records log (any prefix of a session's log)."""
+def accumulation_view(
+    records: Sequence[PhaseRecord],
+    param: str | None = None,
+    losses: tuple[tuple[int, float], ...] | None = None,
+    backwards_before: int = 0,
+) -> AccumulationView:
+    """Derive the pane's content from a records log (any prefix of a session's log), and the
+    loss plot from ``losses`` (the session's whole run) if given, else from the records;
+    ``backwards_before`` backwards ran before ``records[0]`` (the session let go of them)."""
     name = pick_param(records, param)
     change: GradChange | None = None
     change_iteration: int | None = None
@@ -88,7 +95,7 @@ def accumulation_view(records: Sequence[PhaseRecord], param: str | None = None) 
             change, change_iteration, zeroed_after = found, record.iteration, None
             series.append(
                 BackwardPoint(
-                    call=len(series) + 1,
+                    call=backwards_before + len(series) + 1,
                     iteration=record.iteration,
                     since_zero_grad=record.backwards,
                     after_norm=None if found is None or found.after is None else found.after.norm,
@@ -104,7 +111,7 @@ def accumulation_view(records: Sequence[PhaseRecord], param: str | None = None) 
         grad_now=None if state is None else state.grad,
         zeroed_after=zeroed_after,
         series=tuple(series),
-        losses=loss_series(records),
+        losses=loss_series(records) if losses is None else losses,
     )
 
 
@@ -396,10 +403,16 @@ class AccumulationPane(Vertical):
     def on_mount(self) -> None:
         self._render_view()
 
-    def update_from(self, records: Sequence[PhaseRecord], param: str | None = None) -> None:
-        """Recompute from ``records`` (the whole current log) for ``param`` (default
-        ``conv1.bias``, else the first parameter)."""
-        self.view = accumulation_view(records, param)
+    def update_from(
+        self,
+        records: Sequence[PhaseRecord],
+        param: str | None = None,
+        losses: tuple[tuple[int, float], ...] | None = None,
+        backwards_before: int = 0,
+    ) -> None:
+        """Recompute from ``records`` (the session's kept log) for ``param`` (default
+        ``conv1.bias``, else the first parameter); see ``accumulation_view``."""
+        self.view = accumulation_view(records, param, losses, backwards_before)
         self._render_view()
 
     def _render_view(self) -> None:
@@ -436,15 +449,15 @@ class AccumulationPane(Vertical):
         plt.xlabel("backward call")
         widget.refresh()
 
-    def predraw_losses(self, records: Sequence[PhaseRecord]) -> None:
-        """Plot and draw the losses in ``records`` while the pane is hidden.
+    def predraw_losses(self, losses: tuple[tuple[int, float], ...]) -> None:
+        """Plot and draw ``losses`` (``(iteration, loss)``) while the pane is hidden.
 
         The loss plot changes at loss and is on screen at backward, which brings this pane
         forward: drawn between the keys (plotext's matrix, ~2 ms), backward's frame finds it
         drawn (the norm plot and the values change with backward itself).
         """
         # Only the losses: the rest of the view reads statistics (norms) nobody may look at.
-        self._plot_losses(loss_series(records))
+        self._plot_losses(losses)
         self.query_one("#accum-loss-plot", FastPlot).predraw()
 
     def _plot_losses(self, losses: tuple[tuple[int, float], ...]) -> None:
