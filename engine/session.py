@@ -84,13 +84,23 @@ Diagnose = Callable[[DiagnosisView, PhaseRecord], tuple[Diagnostic, ...]]
 
 
 class RecordIds:
-    """The ids of a record's summaries, listed only if asked: most pushes drop nothing."""
+    """The ids of a record's summaries, listed only if asked, and asked only when it matters.
 
-    def __init__(self, record: PhaseRecord) -> None:
+    A push releases tensors that no kept checkpoint holds. The record being made reads the
+    tensors of its own checkpoint, which is kept, and of the one before it (step's parameters
+    before, backward's gradients before), so its values can lose a tensor only when the push
+    drops that one too, leaving the history with its own checkpoint alone. Any other release
+    (every push of a full history) needs no list.
+    """
+
+    def __init__(self, record: PhaseRecord, history: History) -> None:
         self._record = record
+        self._history = history
         self._ids: set[int] | None = None
 
     def __contains__(self, key: object) -> bool:
+        if len(self._history) > 1:
+            return False
         if self._ids is None:
             self._ids = {id(s) for s in self._record.summaries()}
         return key in self._ids
@@ -276,7 +286,7 @@ class Session(Rewinding):
         elif record.phase is Phase.BACKWARD:
             self.run_log.add_backward(at)
         before = self.history.current
-        self._keep = RecordIds(record)
+        self._keep = RecordIds(record, self.history)
         try:
             self._checkpoint(phase)
         finally:

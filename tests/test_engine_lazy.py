@@ -50,6 +50,9 @@ def test_tiny_history_keeps_the_current_record_whole() -> None:
         assert record_to_json(record)["params"] == snap
         assert record.loss == loss
         assert record.printed != NOT_KEPT_TEXT
+        # Every statistic it shows, those read from the checkpoint before it included (step's
+        # parameters before), was computed before that checkpoint went.
+        assert all(s.available for s in record.summaries()), phase
         if phase == "step":
             assert f"# after step\n{net.conv1.bias!r}" in record.printed
             assert all(c.matches_sgd for c in record.step_changes)
