@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -29,9 +28,11 @@ from torch.nn.modules.module import (
 )
 
 
-@dataclass(frozen=True)
-class ModuleCall:
-    """One call of a submodule's forward: the graph nodes at its borders."""
+class ModuleCall(NamedTuple):
+    """One call of a submodule's forward: the graph nodes at its borders.
+
+    A named tuple, not a frozen dataclass: one is made per module call of every forward, and
+    it costs a third as much to build."""
 
     name: str  # dotted path from the root, e.g. ``layer1.0.conv1`` (never the root's "")
     kind: str  # ``type(module).__name__``
@@ -54,6 +55,19 @@ def _grad_fns(obj: Any, out: list[Any]) -> None:
             _grad_fns(item, out)
 
 
+def _grad_fns_of(obj: Any) -> tuple[Any, ...]:
+    """``_grad_fns`` as a tuple, without a list or a recursion for the common single tensor
+    (``forward(x)``, or a module returning one tensor): a hook runs it on every module call."""
+    if type(obj) is tuple and len(obj) == 1:
+        obj = obj[0]
+    if isinstance(obj, torch.Tensor):
+        fn = obj.grad_fn
+        return () if fn is None else (fn,)
+    out: list[Any] = []
+    _grad_fns(obj, out)
+    return tuple(out)
+
+
 def module_paths(net: nn.Module) -> dict[int, str]:
     """id(module) -> its dotted path in ``net`` (``""`` for ``net`` itself)."""
     return {id(m): path for path, m in net.named_modules()}
@@ -73,22 +87,28 @@ class CallRecorder:
         self.pending: dict[int, list[tuple[Any, ...]]] = {}
 
     def pre(self, mod: nn.Module, args: tuple[Any, ...]) -> None:
-        if id(mod) in self.names:
-            found: list[Any] = []
-            _grad_fns(args, found)  # before the forward: an in-place op may rebind grad_fn
-            self.pending.setdefault(id(mod), []).append(tuple(found))
+        key = id(mod)
+        if key in self.names:
+            # before the forward: an in-place op may rebind grad_fn
+            found = _grad_fns_of(args)
+            stack = self.pending.get(key)
+            if stack is None:
+                self.pending[key] = [found]
+            else:
+                stack.append(found)
 
     def post(self, mod: nn.Module, kwargs: dict[str, Any], result: Any) -> None:
-        name = self.names.get(id(mod))
+        key = id(mod)
+        name = self.names.get(key)
         if name is None:
             return
-        stack = self.pending.get(id(mod))
-        found = list(stack.pop()) if stack else []
+        stack = self.pending.get(key)
+        found = stack.pop() if stack else ()
         if kwargs:  # the global pre-hook does not see kwargs; their tensors are the same now
-            _grad_fns(kwargs, found)
-        out: list[Any] = []
-        _grad_fns(result, out)
-        self.calls.append(ModuleCall(name, type(mod).__name__, tuple(found), tuple(out)))
+            more = list(found)
+            _grad_fns(kwargs, more)
+            found = tuple(more)
+        self.calls.append(ModuleCall(name, type(mod).__name__, found, _grad_fns_of(result)))
 
 
 @contextmanager
@@ -139,23 +159,27 @@ def assign_modules(
     n = len(children)
     module: list[str | None] = [None] * n
     depth = [0] * n
+    get = index.get
     for call in calls:
-        stop = {index[id(f)] for f in call.inputs if id(f) in index}
-        starts = [index[id(f)] for f in call.outputs if id(f) in index]
-        stack = [s for s in starts if s not in stop]
+        # Never entered: the inputs' nodes, nodes already queued, and ``None`` (a grad_fn
+        # outside this graph, or an empty ``next_functions`` slot).
+        seen: set[int | None] = set(map(get, map(id, call.inputs)))
+        seen.add(None)
+        stack = [j for j in map(get, map(id, call.outputs)) if j not in seen]
         if not stack:
             continue  # returned its input unchanged (Identity), or not part of this graph
-        d = call.name.count(".") + 1
-        seen = set(stack)
+        seen.update(stack)
+        name = call.name
+        d = name.count(".") + 1
         while stack:
             i = stack.pop()
             if d > depth[i]:
-                module[i] = call.name
+                module[i] = name
                 depth[i] = d
             if leaf[i]:
                 continue
             for c in children[i]:
-                if c is not None and c not in seen and c not in stop:
+                if c not in seen:
                     seen.add(c)
                     stack.append(c)
     return module
