@@ -185,6 +185,10 @@ def _saved_values(fn: Any, attrs: tuple[str, ...] | None = None) -> tuple[SavedV
         except RuntimeError as exc:  # freed after backward: say so rather than guess
             out.append(SavedValue(attr, None, f"<freed: {str(exc).splitlines()[0][:60]}>"))
             continue
+        except AttributeError:
+            # Names are listed once per node type; a custom Function's ctx may set a
+            # ``_saved_*`` attribute on some calls only: this node has none of it.
+            continue
         kind = type(value)
         if kind in _PLAIN or (kind is tuple and set(map(type, value)) <= _INTS):
             key: tuple[Any, ...] = (attr, kind, value)

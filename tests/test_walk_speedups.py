@@ -67,3 +67,29 @@ def test_assign_modules_skips_empty_slots_inputs_and_foreign_nodes() -> None:
     inner = ModuleCall("m.inner", "N", (), (b, b))
     got = assign_modules([inner, call], index, children, [False, False, True])
     assert got == [None, "m.inner", "m.inner"]
+
+
+def test_custom_function_setting_a_saved_attribute_on_some_calls_only() -> None:
+    # The ``_saved_*`` names are listed once per node type: a ctx that sets one only when its
+    # input is positive must not break the walk of a graph where another call did not.
+    import torch
+
+    from engine.graph import walk_grad_fn
+
+    class Scale(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, k):  # type: ignore[no-untyped-def]
+            if k > 0:
+                ctx._saved_k = k
+            return x * abs(k)
+
+        @staticmethod
+        def backward(ctx, grad):  # type: ignore[no-untyped-def]
+            return grad * abs(getattr(ctx, "_saved_k", -1)), None
+
+    x = torch.randn(3, requires_grad=True)
+    first = Scale.apply(x, 2.0).sum()
+    assert [s.name for s in walk_grad_fn(first.grad_fn).nodes[1].saved] == ["_saved_k"]
+    second = Scale.apply(x, -2.0).sum()
+    nodes = walk_grad_fn(second.grad_fn).nodes
+    assert nodes[1].name == "ScaleBackward" and nodes[1].saved == ()
