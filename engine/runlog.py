@@ -5,8 +5,8 @@ A phase record holds tens of Python objects (a ResNet's hundreds): kept for ever
 ``nntui trace`` grew by about 60 KB an iteration on the tutorial Net until memory ran out, and
 the app's panes re-read the whole log on every key. So the session keeps only the records the
 rewind history can still reach plus a fixed tail (``Session.records``), and this log keeps, for
-every record ever made, the few numbers the loss plot and the accuracy figures need: 24 bytes
-an iteration, in flat arrays. Entries are tagged with their record's position in the full log,
+every record ever made, the few numbers the loss plot and the accuracy figures need: 32 bytes
+an iteration (56 on digits), in flat arrays. Entries are tagged with their record's position in the full log,
 so a rewind truncates both alike.
 """
 
@@ -24,6 +24,7 @@ class RunLog:
         self.clear()
 
     def clear(self) -> None:
+        self._losses: tuple[tuple[int, float], ...] | None = ()  # None: to be made again
         self._loss_at = array("q")  # position of the loss record in the full log
         self._loss_iteration = array("q")
         self._loss = array("d")
@@ -35,6 +36,7 @@ class RunLog:
         self._backward_at = array("q")
 
     def add_loss(self, at: int, iteration: int, loss: float) -> None:
+        self._losses = None
         self._loss_at.append(at)
         self._loss_iteration.append(iteration)
         self._loss.append(loss)
@@ -67,12 +69,16 @@ class RunLog:
             if keep < len(at):
                 for column in columns:
                     del column[keep:]
+                self._losses = None
 
     def losses(self) -> tuple[tuple[int, float], ...]:
         """``(iteration, loss)`` for every iteration whose loss ran, oldest first; a later loss
-        of the same iteration (rerun after a rewind) wins."""
-        by_iteration = dict(zip(self._loss_iteration, self._loss))
-        return tuple(sorted(by_iteration.items()))
+        of the same iteration (rerun after a rewind) wins. Made once per change: the app
+        asks on every key."""
+        if self._losses is None:
+            by_iteration = dict(zip(self._loss_iteration, self._loss))
+            self._losses = tuple(sorted(by_iteration.items()))
+        return self._losses
 
     @property
     def forwards(self) -> int:

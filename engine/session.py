@@ -54,6 +54,10 @@ LARGE = 1 << 16  # elements: a tensor this big is checked on its own, small ones
 # the accumulation plot the backwards among these (200 iterations).
 KEEP_RECORDS = 1000
 TRIM_CHUNK = 256
+# Records kept before the oldest checkpoint's own: after a rewind there, the panes look back to
+# the latest forward, loss and backward (the digits batch, the grad_fn tree, the accumulation),
+# at most one iteration (five records) back.
+LOOKBACK = 6
 T = TypeVar("T")
 
 
@@ -307,8 +311,9 @@ class Session(Rewinding):
 
     def _trim_records(self) -> None:
         """Let go of records no rewind can reach, beyond the last ``KEEP_RECORDS``."""
-        # A rewind to the oldest checkpoint keeps its records and reads the last of them.
-        reachable = self.history.oldest.records - 1
+        # A rewind to the oldest checkpoint keeps its records and reads the last of them, and
+        # the panes read back an iteration from there.
+        reachable = self.history.oldest.records - 1 - LOOKBACK
         keep_from = min(reachable, self.record_count - KEEP_RECORDS)
         # In chunks: deleting from the front of a list moves the rest of it.
         if keep_from - self.records_dropped >= TRIM_CHUNK:

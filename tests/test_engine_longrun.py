@@ -116,3 +116,45 @@ def test_accumulation_plot_numbers_backwards_from_the_start_of_the_run(small_tai
     assert [p.call for p in view.series] == list(range(before + 1, 26))
     assert [p.iteration for p in view.series] == list(range(before + 1, 26))
     assert len(view.losses) == 25
+
+
+def _latest(records: list, phase: Phase) -> object:
+    return next((r for r in reversed(records) if r.phase is phase), None)
+
+
+def test_a_deep_rewind_keeps_what_the_panes_read_back_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    # After a rewind to (near) the oldest checkpoint, the panes look back for the latest
+    # forward (digits batch, activations), loss (grad_fn tree) and backward (accumulation):
+    # the same records an untrimmed session has, for every phase the rewind can land on.
+    recipe = Recipe(data="digits", loss="cross-entropy", batch_size=8)
+    trimmed = Session(recipe, history_bytes=SMALL_HISTORY)
+    full = Session(recipe, history_bytes=SMALL_HISTORY)
+
+    def both(step: str, *args: int) -> None:
+        for session, keep in ((trimmed, 6), (full, 10**9)):
+            monkeypatch.setattr(session_module, "KEEP_RECORDS", keep)
+            monkeypatch.setattr(session_module, "TRIM_CHUNK", 1)
+            getattr(session, step)(*args)
+
+    both("run_next")
+    for _ in range(25):
+        both("run_iteration")
+    assert trimmed.records_dropped > 0 and full.records_dropped == 0
+    for depth in range(1, 7):
+        both("rewind", len(trimmed.history) - depth)
+        assert (trimmed.done, trimmed.iteration) == (full.done, full.iteration)
+        for phase in (Phase.FORWARD, Phase.LOSS, Phase.BACKWARD):
+            want = _latest(full.records, phase)
+            if want is not None and want.iteration >= trimmed.iteration - 1:
+                assert _latest(trimmed.records, phase) is not None, (depth, phase)
+                assert _latest(trimmed.records, phase).iteration == want.iteration
+        report, want_report = batch_report(trimmed), batch_report(full)
+        assert (report is None) == (want_report is None), depth
+        if report is not None:
+            assert (report.iteration, report.seen, report.seen_correct) == (
+                want_report.iteration,
+                want_report.seen,
+                want_report.seen_correct,
+            )
+        for _ in range(depth):
+            both("run_next")
