@@ -65,16 +65,27 @@ def tutorial_loop(seed: int, lr: float, iterations: int, accumulate: bool = Fals
         yield it, "step", loss.item(), snapshot(net), net
 
 
-def plain_losses(
-    factory: Any, input_shape: tuple[int, ...], target_shape: tuple[int, ...], iterations: int
-) -> list[float]:
-    """The tutorial's loop in plain PyTorch, in the documented seeded order."""
+def seeded_setup(
+    factory: Any,
+    input_shape: tuple[int, ...] = (2, 4),
+    target_shape: tuple[int, ...] = (2, 3),
+    lr: float = 0.01,
+) -> tuple[nn.Module, torch.Tensor, torch.Tensor, optim.SGD]:
+    """A model of the user's as nntui builds it, in the documented seeded order:
+    ``manual_seed(0)``, the model, the input, the target; and plain SGD on it."""
     torch.manual_seed(0)
     net = factory()
     input = torch.randn(input_shape)
     target = torch.randn(target_shape)
+    return net, input, target, optim.SGD(net.parameters(), lr=lr)
+
+
+def plain_losses(
+    factory: Any, input_shape: tuple[int, ...], target_shape: tuple[int, ...], iterations: int
+) -> list[float]:
+    """The tutorial's loop in plain PyTorch, in the documented seeded order."""
+    net, input, target, optimizer = seeded_setup(factory, input_shape, target_shape)
     criterion = nn.MSELoss()
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
     losses = []
     for _ in range(iterations):
         optimizer.zero_grad()

@@ -163,20 +163,17 @@ def test_rewind_recomputes_a_forward_from_the_buffers_it_found() -> None:
     from pathlib import Path
 
     import torch.nn as nn
-    import torch.optim as optim
 
     from engine import Phase, Recipe, Session
     from engine.bitwise import bit_equal
+    from tests.oracle import seeded_setup
     from tests.user_models import ReadsItsBuffer
 
     model = f"{Path(__file__).parent / 'user_models.py'}:ReadsItsBuffer"
     session = Session(Recipe(model=model, input_shape=(2, 4), target_shape=(2, 3)))
     session.run_next()  # define
 
-    torch.manual_seed(0)
-    net = ReadsItsBuffer()
-    input, target = torch.randn(2, 4), torch.randn(2, 3)
-    opt = optim.SGD(net.parameters(), lr=0.01)
+    net, input, target, opt = seeded_setup(ReadsItsBuffer)
     for _ in range(3):
         opt.zero_grad()
         loss = nn.MSELoss()(net(input), target)

@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 import torch.nn as nn
-import torch.optim as optim
 
 from engine import Phase, PhaseError, PhaseRecord, Recipe, Session
 from engine.bitwise import bit_equal
+from tests.oracle import seeded_setup
 
 MODELS = Path(__file__).parent / "user_models.py"
 
@@ -62,10 +61,7 @@ def test_forward_with_a_temporary_module_and_a_reassigned_buffer_runs_as_plain_t
 
     s = _session("TemporaryModuleAndBuffer")
     s.run_next()  # define
-    torch.manual_seed(0)
-    net = TemporaryModuleAndBuffer()
-    input, target = torch.randn(2, 4), torch.randn(2, 3)
-    opt = optim.SGD(net.parameters(), lr=0.01)
+    net, input, target, opt = seeded_setup(TemporaryModuleAndBuffer)
     for _ in range(2):
         opt.zero_grad()
         loss = nn.MSELoss()(net(input), target)
@@ -92,10 +88,7 @@ def test_forward_calling_backward_is_refused_before_it_adds_into_kept_grads() ->
 
     s = _session("BackwardInForward")
     s.run_next()  # define
-    torch.manual_seed(0)
-    net = BackwardInForward()
-    input, target = torch.randn(2, 4), torch.randn(2, 3)
-    opt = optim.SGD(net.parameters(), lr=0.01)
+    net, input, target, opt = seeded_setup(BackwardInForward)
     opt.zero_grad()
     nn.MSELoss()(net(input), target).backward()
     opt.step()
@@ -149,10 +142,7 @@ def test_forward_changing_a_parameter_in_place_rewinds_and_replays_like_a_plain_
 
     s = _session("ShrinksInForward")
     s.run_next()  # define
-    torch.manual_seed(0)
-    net = ShrinksInForward()
-    input, target = torch.randn(2, 4), torch.randn(2, 3)
-    opt = optim.SGD(net.parameters(), lr=s.lr)
+    net, input, target, opt = seeded_setup(ShrinksInForward, lr=s.lr)
     plain = []  # (params, grads) after each phase of two iterations, and the losses
     losses = []
     for _ in range(2):

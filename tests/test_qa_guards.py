@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.optim as optim
 
 from engine import Phase, PhaseError, PhaseRecord, Recipe, Session
 from engine.bitwise import bit_equal
+from tests.oracle import seeded_setup
 
 MODELS = Path(__file__).parent / "user_models.py"
 
@@ -22,10 +22,7 @@ def _session(name: str, **kw: object) -> Session:
 def _plain(cls: type[nn.Module], iterations: int) -> list[dict]:
     """The seeded plain loop in nntui's phase order; params, grads and loss after each
     phase (after define first)."""
-    torch.manual_seed(0)
-    net = cls()
-    input, target = torch.randn(2, 4), torch.randn(2, 3)
-    opt = optim.SGD(net.parameters(), lr=0.01)
+    net, input, target, opt = seeded_setup(cls)
     states: list[dict] = []
 
     def snap(loss: torch.Tensor | None) -> None:
