@@ -48,6 +48,7 @@ import torch.nn as nn  # noqa: E402
 # The app's own settings (tui/__init__.py: Textual's frame rate) take effect before anything
 # here imports Textual, as they do when nntui runs.
 import tui  # noqa: E402, F401
+from engine.gcpolicy import FreezeSurvivors  # noqa: E402
 from engine.history import DEFAULT_BUDGET_BYTES  # noqa: E402
 from engine.phases import LOOP, Phase  # noqa: E402
 from engine.recipe import MODELS, Recipe, build  # noqa: E402
@@ -206,6 +207,10 @@ class Samples:
         getattr(self, side).setdefault(key, []).append(seconds)
 
 
+# Between iterations, as ``nntui trace`` does (engine.gcpolicy): one for the process.
+KEEP_COLLECTOR_OFF = FreezeSurvivors()
+
+
 def engine_iteration(session: Session, samples: Samples, resolve: bool = False) -> None:
     side = "resolved" if resolve else "engine"
     total = 0.0
@@ -219,6 +224,9 @@ def engine_iteration(session: Session, samples: Samples, resolve: bool = False) 
             raise RuntimeError(result.line())
         samples.add(side, result.phase.value, dt)
         total += dt
+    t0 = time.perf_counter()
+    KEEP_COLLECTOR_OFF()
+    total += time.perf_counter() - t0
     samples.add(side, "iteration", total)
 
 
@@ -291,20 +299,21 @@ def bench_overhead(case: Case, reps: int, warmup: int) -> dict[str, Any]:
             filled += 1
     warmup_iterations = len(scratch.floor["iteration"])
     # Timed in blocks: each side runs ``block`` iterations in a row, as a training loop does,
-    # the garbage collector kept out of the block (it is run before it, untimed). The first
-    # iteration of each side's run is not counted: it pays for the cache the collection or the
-    # other side left cold. Collecting before every single iteration, as this bench once did,
-    # made each iteration start with cold caches and more than doubled the tutorial Net's
-    # floor (0.9 -> 2.1 ms), flattering the ratio.
+    # with the garbage collector on, as a program runs (the engine's sides keep it off what
+    # they keep, as ``nntui trace`` does: engine.gcpolicy). The first iteration of each
+    # side's run is not counted: it pays for the cache the other side left cold. Collecting
+    # before every single iteration and timing it with the collector off, as this bench once
+    # did, made each iteration start with cold caches, which more than doubled the tutorial
+    # Net's floor (0.9 -> 2.1 ms), and left out the collector's 0.7-1.0 ms per iteration of
+    # the engine's (without the freezing): both flattered the ratio.
     block = block_length(scratch.floor["iteration"])
     for rep in range(reps):
-        with no_gc():
-            # Rotate who goes first so drift on a shared machine hits every side alike.
-            for k in range(3):
-                side = (rep + k) % 3
-                run(side, scratch)
-                for _ in range(block):
-                    run(side, samples)
+        # Rotate who goes first so drift on a shared machine hits every side alike.
+        for k in range(3):
+            side = (rep + k) % 3
+            run(side, scratch)
+            for _ in range(block):
+                run(side, samples)
     phases: dict[str, dict[str, float]] = {}
     for key in [p.value for p in LOOP] + ["iteration"]:
         e, f = median(samples.engine[key]), median(samples.floor[key])
@@ -841,8 +850,8 @@ def report(results: dict[str, Any]) -> str:
                 + ("" if r["history_full"] else " (not full)")
                 for r in results["overhead"]
             )
-            + "); then timed in blocks of back-to-back iterations per side, the collector "
-            "kept out (block: "
+            + "); then timed in blocks of back-to-back iterations per side, the garbage "
+            "collector on (block: "
             + ", ".join(f"{r['model']}: {r['block']}" for r in results["overhead"])
             + ")",
         ]

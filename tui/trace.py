@@ -11,8 +11,9 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.text import Text
 
-from engine import PhaseError, PhaseRecord, Recipe, Session
+from engine import Phase, PhaseError, PhaseRecord, Recipe, Session
 from engine.explain import explain, record_output_shape
+from engine.gcpolicy import FreezeSurvivors
 from engine.jsonl import record_to_line
 from engine.summary import fmt
 
@@ -76,9 +77,12 @@ def run_trace(
         session = Session(recipe, accumulate=accumulate, history_bytes=history_bytes)
     console = Console(highlight=False, soft_wrap=False)
     total = 1 + 5 * iterations
+    keep_collector_off = FreezeSurvivors()  # a third of a long run's time went to it
     for _ in range(total):
         with quiet:
             result = session.run_next()
+            if isinstance(result, PhaseRecord) and result.phase is Phase.STEP:
+                keep_collector_off()
             line = record_to_line(result) if as_json and isinstance(result, PhaseRecord) else ""
         if isinstance(result, PhaseError):
             # Everything printed so far stays, and comes out before the error line.

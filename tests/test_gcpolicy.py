@@ -1,0 +1,82 @@
+"""engine.gcpolicy: young cycles are still freed, survivors are frozen, frozen cycles are freed
+after the refreeze threshold, and a process running without the collector is left alone."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from engine.gcpolicy import FreezeSurvivors
+
+
+class Node:
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+def cycle() -> tuple[Node, weakref.ref[Node]]:
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return a, weakref.ref(a)
+
+
+@pytest.fixture(autouse=True)
+def thawed() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.enable()
+    yield
+    gc.unfreeze()  # the rest of the test session runs with nothing frozen
+    gc.collect()
+    if not was:
+        gc.disable()
+
+
+def test_a_cycle_dropped_before_the_call_is_freed() -> None:
+    policy = FreezeSurvivors()
+    policy()
+    a, ref = cycle()
+    del a
+    policy()
+    assert ref() is None
+
+
+def test_survivors_are_frozen_and_counted() -> None:
+    policy = FreezeSurvivors()
+    policy()  # the first call freezes start-up's objects without counting them
+    assert policy.frozen == 0
+    frozen_before = gc.get_freeze_count()
+    kept = [Node() for _ in range(500)]
+    policy()
+    assert gc.get_freeze_count() >= frozen_before + len(kept)
+    assert policy.frozen >= len(kept)
+    # Nothing of it is walked again: the oldest generation is empty right after.
+    assert gc.get_objects(2) == []
+
+
+def test_a_frozen_cycle_is_freed_after_the_refreeze_threshold() -> None:
+    policy = FreezeSurvivors(refreeze_after=1000)
+    policy()
+    a, ref = cycle()
+    policy()  # frozen while alive
+    del a
+    policy()
+    assert ref() is not None, "a frozen cycle waits for the full walk"
+    filler = [Node() for _ in range(2000)]
+    policy()  # counts the filler: over the threshold
+    policy()  # the full walk
+    assert policy.full_collections == 1
+    assert ref() is None
+    assert policy.frozen == 0
+    del filler
+
+
+def test_nothing_happens_when_the_collector_is_off() -> None:
+    gc.disable()
+    policy = FreezeSurvivors()
+    frozen_before = gc.get_freeze_count()
+    policy()
+    assert gc.get_freeze_count() == frozen_before
+    assert policy.frozen is None
