@@ -8,13 +8,13 @@ from typing import NamedTuple
 from rich.syntax import Syntax
 from rich.text import Text
 from textual.geometry import Region, Size
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from engine import Phase
 from engine.codegen import Listing
 
 from .lines import text_strip
+from .virtual import SteadyScrollView
 
 # Fixed, so highlighted code looks the same in every terminal and snapshot.
 THEME = "monokai"
@@ -39,7 +39,7 @@ class LineMark(NamedTuple):
     skipped: bool
 
 
-class CodePane(ScrollView, can_focus=True):
+class CodePane(SteadyScrollView, can_focus=True):
     """A read-only listing, drawn line by line.
 
     A phase changes the marks of a few lines: only those are drawn again (each line's strip is

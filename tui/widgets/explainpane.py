@@ -15,7 +15,7 @@ from textual.widget import Widget
 from engine import Phase, Recipe
 from engine.explain import explain
 
-from .virtual import set_virtual_size
+from .virtual import SteadyScrollView, set_virtual_size
 
 # Explanations kept as Textual content: the same few come back every iteration, and a kept
 # Content keeps its wrapped lines and height (Textual caches them on the object), so a phase
@@ -30,7 +30,7 @@ def heading(phase: Phase, ran: bool, lang: str) -> str:
     return f"{phase.value} · just ran" if ran else f"{phase.value} · next"
 
 
-class ExplainPane(ScrollView, can_focus=True):
+class ExplainPane(SteadyScrollView, can_focus=True):
     """Shows ``engine.explain`` for the last phase run (before define: for define, next).
 
     Shown (class ``-shown``) from 120×40 on, or when ``x`` or a language chosen in the palette

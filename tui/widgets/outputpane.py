@@ -10,7 +10,6 @@ from functools import lru_cache, partial
 from rich.syntax import Syntax
 from rich.text import Text
 from textual.geometry import Size
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from engine import PhaseRecord
@@ -18,7 +17,7 @@ from engine import PhaseRecord
 from ..background import PLACEHOLDER, PLACEHOLDER_STYLE, background_of, costly_record
 from .codepane import THEME
 from .lines import text_strip
-from .virtual import set_virtual_size
+from .virtual import SteadyScrollView, set_virtual_size
 
 # Older blocks are dropped from the screen (not from the session) so a long run stays fast.
 MAX_BLOCKS = 60
@@ -95,7 +94,7 @@ class Block:
         self.strips: dict[tuple[int, int], Strip] = {}
 
 
-class OutputPane(ScrollView, can_focus=True):
+class OutputPane(SteadyScrollView, can_focus=True):
     """Mirrors the session's log: blocks for records gone after a rewind are removed.
 
     One widget draws every block line by line (a blank line after each): a phase adds its

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from textual.geometry import Size
+from textual.scroll_view import ScrollView
 from textual.widget import Widget
 
 
@@ -31,3 +32,31 @@ def virtual_size_changed(widget: Widget, size: Size) -> None:
     widget._scrollbar_changes.clear()
     widget._scroll_update(size)
     widget.refresh()
+
+
+class SteadyScrollView(ScrollView):
+    """A ScrollView whose scrollbars are repainted only when what they draw changed.
+
+    Widget._scroll_update repaints both scrollbars each time it runs, and ScrollView runs it
+    in every layout of the screen: it compares the layout's virtual size (the content box)
+    with the widget's own (what it scrolls over, set by the widget), which for a line-drawn
+    pane never agree. Each key's frame redrew the output and explanation panes' scrollbars (a
+    few tenths of a millisecond each) though nothing they draw had changed.
+
+    What a scrollbar draws is its reactives (sizes, position), which repaint it when set to a
+    new value, and its parent's scrollbar styles: a restyle of the parent repaints it no more
+    here than Textual does outside a layout.
+    """
+
+    def _scroll_update(self, virtual_size: Size) -> None:
+        # Widget._scroll_update (Textual 8.2.8, pinned) without its repaint of the scrollbars.
+        self._refresh_scrollbars()
+        width, height = self.container_size
+        if self.show_vertical_scrollbar and self.styles.scrollbar_size_vertical:
+            self.vertical_scrollbar.window_virtual_size = virtual_size.height
+            self.vertical_scrollbar.window_size = height - self.scrollbar_size_horizontal
+        if self.show_horizontal_scrollbar and self.styles.scrollbar_size_horizontal:
+            self.horizontal_scrollbar.window_virtual_size = virtual_size.width
+            self.horizontal_scrollbar.window_size = width - self.scrollbar_size_vertical
+        self.scroll_x = self.validate_scroll_x(self.scroll_x)
+        self.scroll_y = self.validate_scroll_y(self.scroll_y)

@@ -1,0 +1,94 @@
+"""Widgets that skip work a key's frame did for nothing: repaints of what did not change, a
+second drawing of the grad_fn tree, cells measured through rich's machinery. What is on screen
+must stay what it was (tests/test_snapshots.py); these check the work is skipped, and only
+when nothing it would have changed did change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from textual.app import App, ComposeResult
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widget import Widget
+
+from tui.widgets.virtual import SteadyScrollView, set_virtual_size
+
+
+def count_repaints(widget: Widget, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list whose length is the number of whole-widget repaints of ``widget`` from now."""
+    calls: list[int] = []
+    original = widget._set_dirty
+
+    def spy(*regions: Any) -> None:
+        if not regions:
+            calls.append(1)
+        original(*regions)
+
+    monkeypatch.setattr(widget, "_set_dirty", spy)
+    return calls
+
+
+class Lines(SteadyScrollView):
+    def render_line(self, y: int) -> Strip:
+        return Strip.blank(self.size.width)
+
+
+class PlainLines(ScrollView):
+    """The same pane on Textual's own ScrollView."""
+
+    def render_line(self, y: int) -> Strip:
+        return Strip.blank(self.size.width)
+
+
+class LinesApp(App[None]):
+    CSS = "Lines, PlainLines { height: 1fr; overflow: auto; }"
+
+    def compose(self) -> ComposeResult:
+        yield Lines(id="steady")
+        yield PlainLines(id="plain")
+
+
+def bars(pane: Widget) -> tuple[object, ...]:
+    v, h = pane.vertical_scrollbar, pane.horizontal_scrollbar
+    return (
+        pane.show_vertical_scrollbar,
+        pane.show_horizontal_scrollbar,
+        v.window_virtual_size,
+        v.window_size,
+        h.window_virtual_size,
+        h.window_size,
+        pane.scroll_offset,
+    )
+
+
+async def test_a_layout_repaints_no_scrollbar_that_did_not_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = LinesApp()
+    async with app.run_test(size=(40, 20)) as pilot:
+        steady, plain = app.query_one(Lines), app.query_one(PlainLines)
+        for pane in (steady, plain):
+            set_virtual_size(pane, Size(80, 50))  # both scrollbars
+        await pilot.pause()
+        assert bars(steady) == bars(plain)
+        assert steady.show_vertical_scrollbar and steady.show_horizontal_scrollbar
+        repaints = [
+            count_repaints(bar, monkeypatch)
+            for bar in (steady.vertical_scrollbar, steady.horizontal_scrollbar)
+        ]
+        app.screen.refresh(layout=True)  # a layout where nothing of the pane changed
+        await pilot.pause()
+        assert repaints == [[], []]
+        # A new virtual size, a new terminal size: the scrollbars follow as ScrollView's do.
+        for pane in (steady, plain):
+            set_virtual_size(pane, Size(30, 70))
+            pane.scroll_end(animate=False, immediate=True)
+        await pilot.pause()
+        assert bars(steady) == bars(plain)
+        assert repaints[0]  # its thumb moved: repainted
+        await pilot.resize_terminal(60, 30)
+        await pilot.pause()
+        assert bars(steady) == bars(plain)
