@@ -13,7 +13,9 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
+from textual.widgets import ContentSwitcher, Static, TabbedContent, TabPane
 
+from tui.widgets.views import Views
 from tui.widgets.virtual import SteadyScrollView, set_virtual_size
 
 
@@ -92,3 +94,42 @@ async def test_a_layout_repaints_no_scrollbar_that_did_not_change(
         await pilot.resize_terminal(60, 30)
         await pilot.pause()
         assert bars(steady) == bars(plain)
+
+
+class ViewsApp(App[None]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.activated: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        with Views(id="views"):
+            with TabPane("a", id="a"):
+                yield Static("pane a")
+            with TabPane("b", id="b"):
+                yield Static("pane b")
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.activated.append(event.pane.id or "")
+
+
+async def test_switching_views_repaints_neither_the_views_nor_the_switcher(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = ViewsApp()
+    async with app.run_test(size=(40, 10)) as pilot:
+        await pilot.pause()
+        views = app.query_one(Views)
+        switcher = views.query_one(ContentSwitcher)
+        repaints = count_repaints(views, monkeypatch), count_repaints(switcher, monkeypatch)
+        views.active = "b"
+        await pilot.pause()
+        assert repaints == ([], [])
+        # Everything else as TabbedContent does it: the pane shown, the message, the tab.
+        assert switcher.current == "b"
+        assert app.query_one("#b").display and not app.query_one("#a").display
+        assert app.query_one("#b").region.height > 0
+        assert app.activated[-1] == "b"
+        assert views.query_one("ContentTabs").active == "--content-tab-b"  # type: ignore[attr-defined]
+        views.active = "a"
+        await pilot.pause()
+        assert switcher.current == "a" and app.activated[-1] == "a"

@@ -45,6 +45,7 @@ from .widgets.heatmap import TensorView
 from .widgets.outputpane import OutputPane
 from .widgets.paramtable import ParamsTable
 from .widgets.phasebar import BarState, PhaseBar
+from .widgets.views import Views
 
 # Keys pressed while a phase runs wait here; beyond this many, a key is refused with a bell.
 MAX_QUEUED = 8
@@ -252,7 +253,7 @@ class NNTuiApp(App[None]):
                 yield ExplainPane(id="explain")
             with Vertical(id="right"):
                 yield ParamsTable(id="params")
-                with TabbedContent(id="views"):
+                with Views(id="views"):
                     with TabPane("tensor", id="tab-tensor"):
                         yield TensorView(id="tensor")
                     with TabPane("grad_fn", id="tab-graph"):
@@ -540,8 +541,10 @@ class NNTuiApp(App[None]):
         if not self.follow_views:
             return None
         view = (DIGITS_VIEW_AFTER if self._digits_tab else {}).get(phase) or VIEW_AFTER.get(phase)
-        if view is None or not self.query_one(TabbedContent).query(f"#{view}"):
-            return None  # the digits tab is added a moment after the recipe switched
+        # Only the digits tab comes and goes (it is added a moment after the recipe switched):
+        # asking the DOM for the others walked every widget in the views, every phase.
+        if view == "tab-digits" and not self.query_one(TabbedContent).query(f"#{view}"):
+            return None
         return view
 
     def _show_tensor(self, snap: Snapshot) -> None:
