@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 from textual.app import App, ComposeResult
 from textual.geometry import Size
@@ -15,6 +16,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Static, TabbedContent, TabPane
 
+from tui.widgets.heatmap import TensorView, legend
 from tui.widgets.views import Views
 from tui.widgets.virtual import SteadyScrollView, set_virtual_size
 
@@ -133,3 +135,27 @@ async def test_switching_views_repaints_neither_the_views_nor_the_switcher(
         views.active = "a"
         await pilot.pause()
         assert switcher.current == "a" and app.activated[-1] == "a"
+
+
+class TensorApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield TensorView(id="tensor")
+
+
+async def test_tensor_view_updates_its_words_without_repainting_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = TensorApp()
+    async with app.run_test(size=(60, 24)) as pilot:
+        view = app.query_one(TensorView)
+        view.show("w", np.arange(12.0).reshape(3, 4), "mean 5.5")
+        await pilot.pause()
+        repaints = count_repaints(view, monkeypatch)
+        view.show("w", -np.arange(12.0).reshape(3, 4), "mean -5.5")
+        await pilot.pause()
+        assert repaints == []
+        summary = app.query_one("#tensor-summary", Static)
+        assert str(summary.render()).startswith("mean -5.5")
+        assert str(app.query_one("#tensor-legend", Static).render()) == str(
+            legend(view.canvas.heatmap.scale, view.canvas.heatmap.note)
+        )

@@ -530,5 +530,6 @@ class TensorView(Vertical):
             return  # the canvas laid out again (a resize, a new tensor) with the same words
         self._texts = texts
         self.query_one("#tensor-legend", Static).update(key)
+        # The Statics repaint (and lay out) themselves; the view around them draws nothing
+        # that changed (a repaint of it redrew its whole height every step).
         self.query_one("#tensor-summary", Static).update(summary)
-        self.refresh()
