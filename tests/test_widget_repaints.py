@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from textual import events
 from textual.app import App, ComposeResult
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
@@ -16,6 +17,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Static, TabbedContent, TabPane
 
+from tui.widgets.gradtree import GradTree
 from tui.widgets.heatmap import TensorView, legend
 from tui.widgets.views import Views
 from tui.widgets.virtual import SteadyScrollView, set_virtual_size
@@ -159,3 +161,28 @@ async def test_tensor_view_updates_its_words_without_repainting_itself(
         assert str(app.query_one("#tensor-legend", Static).render()) == str(
             legend(view.canvas.heatmap.scale, view.canvas.heatmap.note)
         )
+
+
+class TreeApp(App[None]):
+    def compose(self) -> ComposeResult:
+        tree: GradTree = GradTree("grad_fn", id="tree")
+        for i in range(5):
+            tree.root.add_leaf(f"node {i}")
+        tree.root.expand()
+        yield tree
+
+
+async def test_grad_tree_forgets_its_lines_on_a_new_size_only() -> None:
+    app = TreeApp()
+    async with app.run_test(size=(40, 12)) as pilot:
+        await pilot.pause()
+        tree = app.query_one(GradTree)
+        updates = tree._updates
+        same = events.Resize(tree.size, tree.virtual_size, tree.container_size)
+        tree.post_message(same)  # what a pane shown again gets
+        await pilot.pause()
+        assert tree._updates == updates
+        await pilot.resize_terminal(30, 12)
+        await pilot.pause()
+        assert tree._updates > updates  # Tree._on_resize ran: the lines are drawn anew
+        assert tree.size.width == 30

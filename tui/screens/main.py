@@ -24,6 +24,22 @@ class _Compositor(Compositor):
         self._full_map_invalidated = False
         return result
 
+    def update_widgets(self, widgets: set[Widget]) -> None:
+        """Textual's, except that a repainted widget inside a hidden container (the loss plot,
+        drawn after loss's frame while its tab is hidden) does not mark the full map stale:
+        it has no place in the map, and arranging the screen again gives it none. Textual
+        takes any repainted widget not on screen for a new one (a new widget may need a
+        place), and the next widget to ask for its region arranged the whole screen."""
+        visible = self.visible_widgets.keys()
+        if not self._full_map_invalidated and not widgets <= visible:
+            widgets = {widget for widget in widgets if widget in visible or _may_show(widget)}
+        super().update_widgets(widgets)
+
+
+def _may_show(widget: Widget) -> bool:
+    """Whether ``widget`` and all its containers are displayed (only then is it arranged)."""
+    return all(node.display for node in widget.ancestors_with_self)
+
 
 class MainScreen(Screen[None]):
     """The screen the app runs on (``NNTuiApp.get_default_screen``)."""

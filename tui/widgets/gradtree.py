@@ -25,6 +25,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
@@ -49,6 +50,25 @@ SLOT_NAMES: dict[str, tuple[str, ...]] = {
 NONE_FALLBACK = "target / input"
 MAX_DEPTH = 64  # graph levels below the shown root; far inside Python's recursion limit
 GROUP_ABOVE = 300  # nodes: a bigger graph is shown collapsed by module
+
+
+class GradTree(Tree["Entry"]):
+    """Textual's Tree, not redrawn on a Resize to the size it already has.
+
+    Tree forgets every drawn line and lays the screen out again on each Resize. A pane shown
+    again (loss brings the grad_fn tab forward) gets a Resize though its size did not change:
+    a second layout and a second drawing of the whole tree, right after the frame that showed
+    it. What a line draws depends on the size only through its width, which is in the line
+    cache's key; the content's own changes invalidate the tree where they happen.
+    """
+
+    _resized_to: object = None
+
+    def _on_resize(self, event: events.Resize) -> None:
+        if event.size == self._resized_to:
+            event.prevent_default()  # Tree._on_resize
+            return
+        self._resized_to = event.size
 
 
 @dataclass(frozen=True)
@@ -225,7 +245,7 @@ class GradFnPane(Vertical):
         self._sizes: dict[str, int] = {}  # nodes per module (groups' counts)
 
     def compose(self) -> ComposeResult:
-        tree: Tree[Entry] = Tree("grad_fn", id="gradfn-tree", classes="gradfn-tree")
+        tree: Tree[Entry] = GradTree("grad_fn", id="gradfn-tree", classes="gradfn-tree")
         tree.show_root = True
         yield tree
         with VerticalScroll(id="gradfn-details-scroll", classes="gradfn-details-scroll"):
