@@ -9,16 +9,21 @@ from typing import Any
 
 import numpy as np
 import pytest
+from rich.text import Text
 from textual import events
 from textual.app import App, ComposeResult
 from textual.geometry import Size
+from textual.render import measure
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Static, TabbedContent, TabPane
+from textual.widgets._data_table import default_cell_formatter
 
+from engine import Recipe, Session
 from tui.widgets.gradtree import GradTree
 from tui.widgets.heatmap import TensorView, legend
+from tui.widgets.paramtable import COLUMNS, ParamsTable, StatCell
 from tui.widgets.views import Views
 from tui.widgets.virtual import SteadyScrollView, set_virtual_size
 
@@ -186,3 +191,37 @@ async def test_grad_tree_forgets_its_lines_on_a_new_size_only() -> None:
         await pilot.pause()
         assert tree._updates > updates  # Tree._on_resize ran: the lines are drawn anew
         assert tree.size.width == 30
+
+
+class TableApp(App[None]):
+    CSS = "ParamsTable { height: 14; }"
+
+    def compose(self) -> ComposeResult:
+        yield ParamsTable(id="params")
+
+
+async def test_cells_measure_as_datatable_measures_them() -> None:
+    session = Session(Recipe(seed=0))
+    app = TableApp()
+    async with app.run_test(size=(90, 20)) as pilot:
+        table = app.query_one(ParamsTable)
+        console = app.console
+        for _ in range(8):  # define to step, and the next iteration's first phases
+            session.run_next()
+            table.show(session.records[-1], "conv1.bias")
+            await pilot.pause()
+            for name in table.names:
+                for column in COLUMNS:
+                    cell = table.get_cell(name, column)
+                    expected = measure(console, default_cell_formatter(cell, False, 1), 1)
+                    assert table._measure(cell, 1) == expected, (name, column)
+            for key, column in table.columns.items():
+                cells = [table.get_cell(name, key) for name in table.names]
+                widths = [measure(console, default_cell_formatter(c, False, 1), 1) for c in cells]
+                label = measure(console, column.label, 1)
+                assert column.content_width == max([*widths, label]), key
+        for cell in (Text("a\tb"), Text("two\nlines"), Text(""), "plain [b]markup[/b]", 3.14159):
+            expected = measure(console, default_cell_formatter(cell, False, 1), 1)
+            assert table._measure(cell, 1) == expected
+        stat = next(c for c in (table.get_cell(table.names[0], "data"),) if isinstance(c, StatCell))
+        assert table._measure(stat, 1) == measure(console, stat, 1)

@@ -16,10 +16,11 @@ from textual.css.scalar import Unit
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import Reactive
+from textual.render import measure
 from textual.strip import Strip
 from textual.widgets import DataTable
-from textual.widgets._data_table import RowRenderables
-from textual.widgets.data_table import ColumnKey, RowKey
+from textual.widgets._data_table import RowRenderables, default_cell_formatter
+from textual.widgets.data_table import CellKey, ColumnKey, RowKey
 
 from engine import Phase, PhaseRecord
 from engine.summary import TensorSummary, fmt
@@ -572,6 +573,37 @@ class ParamsTable(DataTable, inherit_bindings=True):
         if not top <= cursor < top + height:
             top = max(0, cursor - height + 1) if cursor >= top else cursor
         return range(top, top + height)
+
+    def _measure(self, value: object, height: int) -> int:
+        """What DataTable measures a cell ``value`` at: ``measure(console,
+        default_cell_formatter(value), 1)``. Our cells take a shortcut to the same number
+        (``Text.__rich_measure__``'s maximum; a StatCell's own width): rich's way builds the
+        console's options, asking the terminal its size, for every cell measured."""
+        if isinstance(value, StatCell):
+            return value.width
+        if isinstance(value, Text):
+            return max((cell_len(line) for line in value.plain.splitlines()), default=0)
+        renderable = default_cell_formatter(value, wrap=height != 1, height=height)
+        return measure(self.app.console, renderable, 1)
+
+    def _update_column_widths(self, updated_cells: set[CellKey]) -> None:
+        # DataTable._update_column_widths (Textual 8.2.8, pinned) measuring with ``_measure``:
+        # a phase updates most of the "last" column, measured again at each key's idle.
+        for row_key, column_key in updated_cells:
+            column = self.columns.get(column_key)
+            row = self.rows.get(row_key)
+            if column is None or row is None:
+                continue
+            label_width = self._measure(column.label, 0)
+            new_content_width = self._measure(self._data[row_key][column_key], row.height)
+            if new_content_width < column.content_width:
+                cell_widths = [
+                    self._measure(cell, row.height) for cell in self.get_column(column_key)
+                ]
+                column.content_width = max([*cell_widths, label_width])
+            else:
+                column.content_width = max(new_content_width, label_width)
+        self._require_update_dimensions = True
 
     def drawn_late(self, cell: StatCell) -> None:
         """A cell scrolled into view was drawn for the first time: fit its column to it."""
