@@ -23,12 +23,24 @@ REFREEZE_AFTER = 1_000_000
 
 
 class FreezeSurvivors:
-    """Call between iterations of a long run (``nntui trace``); see the module docstring."""
+    """Call between iterations of a long run (``nntui trace``); see the module docstring.
+
+    As a context manager it unfreezes on exit, so that a process that goes on after the run
+    (the tests run ``trace`` in theirs) has its collector back on everything.
+    """
 
     def __init__(self, refreeze_after: int = REFREEZE_AFTER) -> None:
         self.refreeze_after = refreeze_after
         self.frozen: int | None = None  # objects frozen since the last full walk; None: none yet
         self.full_collections = 0
+
+    def __enter__(self) -> FreezeSurvivors:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.frozen is not None:
+            gc.unfreeze()
+            self.frozen = None
 
     def __call__(self) -> None:
         if not gc.isenabled():

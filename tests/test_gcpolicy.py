@@ -80,3 +80,23 @@ def test_nothing_happens_when_the_collector_is_off() -> None:
     policy()
     assert gc.get_freeze_count() == frozen_before
     assert policy.frozen is None
+
+
+def test_leaving_the_block_unfreezes() -> None:
+    frozen_before = gc.get_freeze_count()
+    with FreezeSurvivors() as policy:
+        kept = [Node() for _ in range(100)]
+        policy()
+        assert gc.get_freeze_count() > frozen_before
+    assert gc.get_freeze_count() == 0
+    assert policy.frozen is None
+    del kept
+
+
+def test_trace_leaves_nothing_frozen(capsys: pytest.CaptureFixture[str]) -> None:
+    """The tests run ``trace`` in their own process: it must hand the collector back."""
+    from tests.cli import nntui
+
+    code, out, _ = nntui(capsys, "trace", "--iterations", "3", "--json")
+    assert code == 0 and len(out.splitlines()) == 16
+    assert gc.get_freeze_count() == 0

@@ -77,26 +77,27 @@ def run_trace(
         session = Session(recipe, accumulate=accumulate, history_bytes=history_bytes)
     console = Console(highlight=False, soft_wrap=False)
     total = 1 + 5 * iterations
-    keep_collector_off = FreezeSurvivors()  # a third of a long run's time went to it
-    for _ in range(total):
-        with quiet:
-            result = session.run_next()
-            if isinstance(result, PhaseRecord) and result.phase is Phase.STEP:
-                keep_collector_off()
-            line = record_to_line(result) if as_json and isinstance(result, PhaseRecord) else ""
-        if isinstance(result, PhaseError):
-            # Everything printed so far stays, and comes out before the error line.
-            out.flush()
-            print(result.line(), file=sys.stderr)
-            # ctrl-c while a phase runs lands here as the phase's error: exit as interrupted.
-            return 130 if result.type == "KeyboardInterrupt" else 1
-        if as_json:
-            out.write(line + "\n")
-        else:
-            shape = record_output_shape(result)
-            text = explain(result.phase, session.code_recipe, accumulate, lang, shape)
-            fresh = shown.get(result.phase.value) != text
-            shown[result.phase.value] = text
-            _render(console, result, text if fresh else None)
+    # A third of a long run's time went to the collector (engine.gcpolicy).
+    with FreezeSurvivors() as keep_collector_off:
+        for _ in range(total):
+            with quiet:
+                result = session.run_next()
+                if isinstance(result, PhaseRecord) and result.phase is Phase.STEP:
+                    keep_collector_off()
+                line = record_to_line(result) if as_json and isinstance(result, PhaseRecord) else ""
+            if isinstance(result, PhaseError):
+                # Everything printed so far stays, and comes out before the error line.
+                out.flush()
+                print(result.line(), file=sys.stderr)
+                # ctrl-c while a phase runs lands here as the phase's error: exit as interrupted.
+                return 130 if result.type == "KeyboardInterrupt" else 1
+            if as_json:
+                out.write(line + "\n")
+            else:
+                shape = record_output_shape(result)
+                text = explain(result.phase, session.code_recipe, accumulate, lang, shape)
+                fresh = shown.get(result.phase.value) != text
+                shown[result.phase.value] = text
+                _render(console, result, text if fresh else None)
     out.flush()
     return 0
