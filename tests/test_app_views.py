@@ -221,3 +221,52 @@ async def test_footer_shows_explain_and_export_and_always_help_and_quit() -> Non
             for key in ("question_mark", "q"):
                 region = keys[key].region
                 assert region.width > 0 and region.right <= width, (width, key, region)
+
+
+async def test_step_brings_the_tensor_view_with_its_heatmap_already_drawn() -> None:
+    """Step fills the tensor view while its tab is still hidden, then shows it: the picture
+    is laid out at the size the canvas has on screen before the frame, not a frame later."""
+    from tui.widgets.heatmap import HeatmapCanvas, layout_tensor
+
+    app = make_app()
+    after_show: list[tuple[str, bool, bool]] = []
+    async with app.run_test(size=SIZE) as pilot:
+        show = app.show
+
+        def spy(snap: object) -> None:
+            show(snap)  # type: ignore[arg-type]
+            canvas = app.query_one(HeatmapCanvas)
+            active = app.query_one(TabbedContent).active
+            after_show.append((active, canvas._values is not None, canvas.heatmap is not None))
+
+        app.show = spy  # type: ignore[method-assign]
+        await press(pilot, *["space"] * 6)  # define, then one iteration: step comes last
+        await settle(pilot)
+        assert app.snapshot.done is Phase.STEP
+        assert after_show[-1] == ("tab-tensor", True, True)
+        assert any(tab != "tab-tensor" for tab, _, _ in after_show[-4:-1]), "a view in between"
+        canvas = app.query_one(HeatmapCanvas)
+        region = canvas.scrollable_content_region
+        values = canvas._values
+        assert values is not None and canvas.heatmap is not None
+        fresh = layout_tensor(values, region.width, region.height * 2)
+        assert np.array_equal(canvas.heatmap.codes, fresh.codes)
+
+
+async def test_a_resize_while_the_tensor_view_is_hidden_lays_it_out_again() -> None:
+    from tui.widgets.heatmap import HeatmapCanvas, layout_tensor
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, *["space"] * 3)  # define, forward, loss: the grad_fn tree is shown
+        assert app.query_one(TabbedContent).active != "tab-tensor"
+        await pilot.resize_terminal(140, 46)
+        await press(pilot, *["space"] * 3)  # zero_grad, backward, step: the tensor comes back
+        await settle(pilot)
+        assert app.query_one(TabbedContent).active == "tab-tensor"
+        canvas = app.query_one(HeatmapCanvas)
+        region = canvas.scrollable_content_region
+        assert canvas._values is not None and canvas.heatmap is not None
+        fresh = layout_tensor(canvas._values, region.width, region.height * 2)
+        assert (canvas.heatmap.width, canvas.heatmap.height) == (fresh.width, fresh.height)
+        assert np.array_equal(canvas.heatmap.codes, fresh.codes)

@@ -582,8 +582,11 @@ def send_key(app: Any, key: str) -> None:
 async def _latency_async(recipe: Recipe, iterations: int) -> dict[str, Any]:
     import asyncio
 
+    from textual.widgets import TabbedContent
+
     from tui.app import NNTuiApp
     from tui.pilot import settle
+    from tui.widgets.heatmap import HeatmapCanvas
     from tui.widgets.phasebar import PhaseBar
 
     app = NNTuiApp(recipe)
@@ -610,8 +613,22 @@ async def _latency_async(recipe: Recipe, iterations: int) -> dict[str, Any]:
 
         session.run_next = timed_run_next  # type: ignore[method-assign]
         bar = app.query_one(PhaseBar)
+        canvas = app.query_one(HeatmapCanvas)
+        views = app.query_one(TabbedContent)
+
+        def missing() -> int:
+            """Values still to come on screen: the background thread's, and a tensor view
+            shown with values but no picture yet (step once drew it a frame late)."""
+            blank = (
+                views.active == "tab-tensor"
+                and canvas._values is not None
+                and canvas.heatmap is None
+                and canvas.pending is None
+            )
+            return app.placeholders + blank
+
         spy = FrameSpy(
-            app, lambda: (bar.state.done, bar.state.iteration, bar.state.busy, app.placeholders)
+            app, lambda: (bar.state.done, bar.state.iteration, bar.state.busy, missing())
         )
         for _ in range(iterations * len(LOOP) + 1):
             phase, iteration = session.next_phase, session.next_iteration

@@ -361,6 +361,10 @@ class HeatmapCanvas(ScrollView):
         self._strips: list[Strip] = []
         # Laid out on the background thread, not drawn yet: (values, width, height, maps).
         self.pending: tuple[np.ndarray, int, int, bool] | None = None
+        # The content size it last had on screen, and what the strips (or the pending layout)
+        # are for: (values, width, height in pixels, maps).
+        self._screen_size: Size | None = None
+        self._laid_for: tuple[np.ndarray | None, int, int, bool] | None = None
 
     def set_values(self, values: np.ndarray | None, message: str = "", maps: bool = False) -> None:
         self._values = values
@@ -374,13 +378,23 @@ class HeatmapCanvas(ScrollView):
         A big tensor (a 1024×1024 weight: ~10 ms of block means) is laid out on the app's
         background thread (tui.background): the canvas shows the placeholder until then.
         """
-        region = self.scrollable_content_region
+        size = self.scrollable_content_region.size
+        if size.width > 0 and size.height > 0:
+            self._screen_size = size
+        elif self._screen_size is not None:
+            # Hidden (another tab is shown; step fills this one before bringing it forward):
+            # laid out at the size it had on screen, which it has again when its tab comes
+            # back, so that frame shows the picture instead of a blank canvas and the picture
+            # only in the frame after.
+            size = self._screen_size
         self.pending = None
         values = self._values
-        if values is None or region.width <= 0 or region.height <= 0:
+        self._laid_for = None
+        if values is None or size.width <= 0 or size.height <= 0:
             self._laid_out(None)
             return
-        width, height_px, maps = region.width, region.height * 2, self._maps
+        width, height_px, maps = size.width, size.height * 2, self._maps
+        self._laid_for = (values, width, height_px, maps)
         bg = background.background_of(self.app)
         if bg is None or values.size <= background.DEFER_NUMEL:
             self._laid_out(layout_tensor(values, width, height_px, maps=maps))
@@ -412,6 +426,15 @@ class HeatmapCanvas(ScrollView):
         self.post_message(self.LaidOut())
 
     def on_resize(self) -> None:
+        size = self.scrollable_content_region.size
+        laid = self._laid_for
+        if (
+            laid is not None
+            and laid[0] is self._values
+            and laid[1:] == (size.width, size.height * 2, self._maps)
+        ):
+            self._screen_size = size
+            return  # shown again at the size it was laid out for while hidden
         self.relayout()
 
     def render_line(self, y: int) -> Strip:
