@@ -315,3 +315,18 @@ def test_frames_tick_at_240_fps_unless_the_user_says_otherwise() -> None:
     env["TEXTUAL_FPS"] = "30"
     ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
     assert ran.stdout.strip() == "30", ran.stderr
+
+
+def test_the_tab_underline_jumps_unless_the_user_asks_for_animations() -> None:
+    """The views switch tabs after most phases: sliding the underline painted 12 frames a key
+    and doubled the event loop's CPU per key."""
+    import subprocess
+    import sys
+
+    probe = "import tui.app as a; print(a.NNTuiApp().animation_level)"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TEXTUAL_ANIMATIONS"}
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert ran.stdout.strip() == "none", ran.stderr
+    env["TEXTUAL_ANIMATIONS"] = "full"
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert ran.stdout.strip() == "full", ran.stderr

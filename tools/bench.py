@@ -589,8 +589,7 @@ async def _latency_async(recipe: Recipe, iterations: int) -> dict[str, Any]:
     from tui.widgets.heatmap import HeatmapCanvas
     from tui.widgets.phasebar import PhaseBar
 
-    app = NNTuiApp(recipe)
-    app.animation_level = "none"
+    app = NNTuiApp(recipe)  # with the animation level a user's app has (tui/__init__.py)
     compute: dict[str, list[float]] = {}
     latency: dict[str, list[float]] = {}
     # Press to the first frame with no placeholder left (tui/background.py: a big model's

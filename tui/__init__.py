@@ -8,3 +8,9 @@ import os
 # at 60, 43-55 ms at 240). Set before Textual is imported, which reads it once; a user's own
 # TEXTUAL_FPS wins.
 os.environ.setdefault("TEXTUAL_FPS", "240")
+# The views switch tabs after most phases, and Textual slides the tab strip's underline to the
+# new tab over 0.3 s, a frame at every tick: 12 frames a key instead of 1.6, and the event
+# loop's CPU per key went from 36 to 76 ms on the tutorial Net (more than a held key's repeat
+# interval leaves). No animation, then: the underline jumps. A user's own TEXTUAL_ANIMATIONS
+# wins.
+os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
