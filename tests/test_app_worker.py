@@ -304,29 +304,30 @@ async def test_key_frames_run_no_young_collections() -> None:
         assert automatic == []
 
 
-def test_frames_tick_at_240_fps_unless_the_user_says_otherwise() -> None:
+@pytest.mark.parametrize(
+    ("variable", "probe", "ours", "theirs"),
+    [
+        # A frame waited up to 16 ms for Textual's default 60 FPS tick.
+        ("TEXTUAL_FPS", "import tui, textual.constants as c; print(c.MAX_FPS)", "240", "30"),
+        # The views switch tabs after most phases: sliding the underline painted 12 frames a
+        # key and doubled the event loop's CPU per key.
+        (
+            "TEXTUAL_ANIMATIONS",
+            "import tui.app as a; print(a.NNTuiApp().animation_level)",
+            "none",
+            "full",
+        ),
+    ],
+)
+def test_textual_settings_are_ours_unless_the_user_says_otherwise(
+    variable: str, probe: str, ours: str, theirs: str
+) -> None:
     import subprocess
     import sys
 
-    probe = "import tui, textual.constants as c; print(c.MAX_FPS)"
-    env = {k: v for k, v in __import__("os").environ.items() if k != "TEXTUAL_FPS"}
-    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
-    assert ran.stdout.strip() == "240", ran.stderr
-    env["TEXTUAL_FPS"] = "30"
-    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
-    assert ran.stdout.strip() == "30", ran.stderr
-
-
-def test_the_tab_underline_jumps_unless_the_user_asks_for_animations() -> None:
-    """The views switch tabs after most phases: sliding the underline painted 12 frames a key
-    and doubled the event loop's CPU per key."""
-    import subprocess
-    import sys
-
-    probe = "import tui.app as a; print(a.NNTuiApp().animation_level)"
-    env = {k: v for k, v in __import__("os").environ.items() if k != "TEXTUAL_ANIMATIONS"}
-    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
-    assert ran.stdout.strip() == "none", ran.stderr
-    env["TEXTUAL_ANIMATIONS"] = "full"
-    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
-    assert ran.stdout.strip() == "full", ran.stderr
+    env = {k: v for k, v in __import__("os").environ.items() if k != variable}
+    for setting, expected in ((None, ours), (theirs, theirs)):
+        if setting is not None:
+            env[variable] = setting
+        ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+        assert ran.stdout.strip() == expected, ran.stderr
