@@ -9,30 +9,80 @@ with the young collections 0.7-1.0 ms an iteration, a third of what the engine i
 
 ``FreezeSurvivors``, called between iterations, collects the young generations (cycles a phase
 made, in the user's code or torch's, are freed here as usual) and then freezes what survived,
-so that no later collection walks it again. Cycles among frozen objects that become garbage
-later are freed by a full collection after ``refreeze_after`` objects have been frozen (about
-2,000 iterations of the tutorial Net: the retained garbage is bounded, and the full walks
-come several times less often than Python's own).
+so that no later collection walks it again. A cycle that was alive when frozen (a model that
+keeps one across an iteration) and becomes garbage later is freed by the next full
+collection, which runs after ``refreeze_after`` objects have been frozen (about 2,000
+iterations of the tutorial Net) or once the C heap's allocated bytes (tensors included) have
+grown by ``refreeze_growth`` since the last one, whichever comes first: frozen garbage holding
+tensors cannot pile up past that.
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import time
+from collections.abc import Callable
 
 REFREEZE_AFTER = 1_000_000
+REFREEZE_GROWTH = 256 * 2**20
+# Reading the heap's figures walks its free lists: 0.1 ms early in a tutorial run, 1-2 ms
+# after 1,000 iterations. Read at most this often (at most 1% of the time, then), which lets
+# the garbage overshoot the growth limit by what the program allocates in that time.
+CHECK_EVERY_SECONDS = 0.25
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def _mallinfo2() -> Callable[[], _MallInfo2] | None:
+    try:
+        call = ctypes.CDLL(None).mallinfo2  # glibc 2.33 and later
+    except (OSError, AttributeError):
+        return None
+    call.restype = _MallInfo2
+    return call  # type: ignore[no-any-return]
+
+
+_MALLINFO2 = _mallinfo2()
+
+
+def allocated_bytes() -> int | None:
+    """Bytes the C heap has handed out and not had back (glibc; None elsewhere), tensors'
+    memory included. Not the resident size: memory a full walk frees
+    stays resident for reuse, so a trigger on resident growth waits for the frozen garbage to
+    outgrow all that the last walk freed, and lets it pile up walk after walk."""
+    if _MALLINFO2 is None:
+        return None
+    info = _MALLINFO2()
+    return int(info.uordblks + info.hblkhd)
 
 
 class FreezeSurvivors:
     """Call between iterations of a long run (``nntui trace``); see the module docstring.
 
     As a context manager it unfreezes on exit, so that a process that goes on after the run
-    (the tests run ``trace`` in theirs) has its collector back on everything.
+    (the tests run ``trace`` in theirs) has its collector back on everything, including what
+    anything else had frozen (the app's start-up freeze, in a test process that ran the app
+    before): its next full collections walk that again, which costs time, not memory.
     """
 
-    def __init__(self, refreeze_after: int = REFREEZE_AFTER) -> None:
+    def __init__(
+        self, refreeze_after: int = REFREEZE_AFTER, refreeze_growth: int = REFREEZE_GROWTH
+    ) -> None:
         self.refreeze_after = refreeze_after
+        self.refreeze_growth = refreeze_growth
         self.frozen: int | None = None  # objects frozen since the last full walk; None: none yet
+        self.allocated: int | None = None  # heap bytes after the last full walk (or first call)
         self.full_collections = 0
+        self._checked_at = 0.0
 
     def __enter__(self) -> FreezeSurvivors:
         return self
@@ -42,10 +92,24 @@ class FreezeSurvivors:
             gc.unfreeze()
             self.frozen = None
 
+    def _due(self) -> bool:
+        if self.frozen is None:
+            return False
+        if self.frozen > self.refreeze_after:
+            return True
+        clock = time.monotonic()
+        if clock - self._checked_at < CHECK_EVERY_SECONDS:
+            return False
+        self._checked_at = clock
+        now = allocated_bytes()
+        if now is None or self.allocated is None:
+            return False
+        return now - self.allocated > self.refreeze_growth
+
     def __call__(self) -> None:
         if not gc.isenabled():
             return  # the program runs without the collector: nothing to keep it off
-        if self.frozen is not None and self.frozen > self.refreeze_after:
+        if self._due():
             gc.unfreeze()
             gc.collect()
             self.full_collections += 1
@@ -56,6 +120,7 @@ class FreezeSurvivors:
             # The first time (start-up's imports, long-lived) and after a full walk: frozen
             # uncounted, as they would otherwise trigger the next full walk at once.
             self.frozen = 0
+            self.allocated = allocated_bytes()
         else:
             # After collect(1) the oldest generation holds only what survived since the last
             # freeze: a few hundred objects to count, where gc.get_freeze_count() would walk

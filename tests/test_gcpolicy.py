@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.gcpolicy import FreezeSurvivors
+from engine.gcpolicy import FreezeSurvivors, allocated_bytes
 
 
 class Node:
@@ -100,3 +100,31 @@ def test_trace_leaves_nothing_frozen(capsys: pytest.CaptureFixture[str]) -> None
     code, out, _ = nntui(capsys, "trace", "--iterations", "3", "--json")
     assert code == 0 and len(out.splitlines()) == 16
     assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.skipif(allocated_bytes() is None, reason="no glibc mallinfo2 here")
+def test_a_frozen_cycle_holding_memory_is_freed_once_memory_grows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A count of objects alone would let a cycle holding a big tensor pile up for thousands
+    of iterations (a review's model: ~4 MiB of frozen garbage per iteration)."""
+    import torch
+
+    from engine import gcpolicy
+
+    monkeypatch.setattr(gcpolicy, "CHECK_EVERY_SECONDS", 0.0)  # these calls come in a burst
+
+    policy = FreezeSurvivors(refreeze_after=10**9, refreeze_growth=32 * 2**20)
+    policy()
+    a, ref = cycle()
+    a.tensor = torch.ones(16 * 2**20)  # 64 MiB, touched: resident
+    policy()  # grown: the full walk runs, the cycle is alive and frozen after it
+    walks = policy.full_collections
+    del a
+    policy()
+    assert ref() is not None, "frozen garbage waits for the next full walk"
+    more = torch.ones(16 * 2**20)  # the process grows again
+    policy()
+    assert policy.full_collections == walks + 1
+    assert ref() is None
+    del more
