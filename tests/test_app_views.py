@@ -230,6 +230,7 @@ async def test_step_brings_the_tensor_view_with_its_heatmap_already_drawn() -> N
 
     app = make_app()
     after_show: list[tuple[str, bool, bool]] = []
+    layouts: list[object] = []
     async with app.run_test(size=SIZE) as pilot:
         show = app.show
 
@@ -238,6 +239,7 @@ async def test_step_brings_the_tensor_view_with_its_heatmap_already_drawn() -> N
             canvas = app.query_one(HeatmapCanvas)
             active = app.query_one(TabbedContent).active
             after_show.append((active, canvas._values is not None, canvas.heatmap is not None))
+            layouts.append(canvas.heatmap)
 
         app.show = spy  # type: ignore[method-assign]
         await press(pilot, *["space"] * 6)  # define, then one iteration: step comes last
@@ -251,6 +253,9 @@ async def test_step_brings_the_tensor_view_with_its_heatmap_already_drawn() -> N
         assert values is not None and canvas.heatmap is not None
         fresh = layout_tensor(values, region.width, region.height * 2)
         assert np.array_equal(canvas.heatmap.codes, fresh.codes)
+        # The very picture laid out before the frame, at the size on screen: nothing was laid
+        # out again once the tab showed (a wrong size there would be corrected only later).
+        assert layouts[-1] is canvas.heatmap
 
 
 async def test_a_resize_while_the_tensor_view_is_hidden_lays_it_out_again() -> None:
