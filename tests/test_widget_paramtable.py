@@ -197,3 +197,25 @@ async def test_lines_draw_as_datatable_draws_them() -> None:
                     cursor,
                     hover,
                 )
+
+
+async def test_a_widened_table_draws_its_header_and_cursor_row_to_the_new_edge() -> None:
+    """A row's line is kept once drawn; it runs to the table's edge, so a resize that widens
+    the table must draw it anew (the header and cursor row kept their old, shorter run)."""
+    session = Session(Recipe(seed=0))
+    app = StyledTable()
+    async with app.run_test(size=(80, 20)) as pilot:
+        table = app.query_one(ParamsTable)
+        for _ in range(3):
+            session.run_next()
+        table.show(session.records[-1], "conv1.bias")
+        app.set_focus(table)
+        await pilot.pause()
+        table.render_lines(Region(0, 0, table.outer_size.width, table.outer_size.height))
+        await pilot.resize_terminal(110, 24)
+        await pilot.pause()
+        region = Region(0, 0, table.outer_size.width, table.outer_size.height)
+        kept = table.render_lines(region)
+        _fresh(table)
+        fresh = table.render_lines(region)
+        assert [_simple([list(s)]) for s in kept] == [_simple([list(s)]) for s in fresh]

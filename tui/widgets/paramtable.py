@@ -382,6 +382,9 @@ class ParamsTable(DataTable, inherit_bindings=True):
             self._show_hover_cursor,
             self._update_count,
             self._pseudo_class_state,
+            # The line runs to the table's edge (``remaining`` below): a table widened by a
+            # resize drew its cursor row and header with the old, shorter run.
+            self.size.width,
         )
         cached = self._row_render_cache.get(cache_key)
         if cached is not None:
