@@ -56,9 +56,9 @@ _MALLINFO2 = _mallinfo2()
 
 def allocated_bytes() -> int | None:
     """Bytes the C heap has handed out and not had back (glibc; None elsewhere), tensors'
-    memory included. Not the resident size: memory a full walk frees
-    stays resident for reuse, so a trigger on resident growth waits for the frozen garbage to
-    outgrow all that the last walk freed, and lets it pile up walk after walk."""
+    memory included. Not the resident size: memory a full walk frees stays resident for
+    reuse, so a trigger on resident growth waits for the frozen garbage to outgrow all that
+    the last walk freed, and lets it pile up walk after walk."""
     if _MALLINFO2 is None:
         return None
     info = _MALLINFO2()
