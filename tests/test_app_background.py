@@ -139,3 +139,52 @@ async def test_big_heatmap_laid_out_off_the_event_loop(gated: threading.Event) -
         assert np.array_equal(got.codes, want.codes)
         assert (got.scale, got.note, got.reduce) == (want.scale, want.note, want.reduce)
         assert background.PLACEHOLDER not in str(legend.render())
+
+
+async def test_background_starts_after_the_phase_is_painted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first statistic is computed only once the frame showing the phase is painted:
+    started earlier, the thread's passes over big tensors slowed that very frame."""
+    from tui.widgets.phasebar import PhaseBar
+
+    monkeypatch.setattr(background, "DEFER_NUMEL", 1000)
+    monkeypatch.setattr(background, "DEFER_RECORD_NUMEL", 10_000)
+    events: list[tuple[str, object]] = []  # appended by the event loop and by the thread
+    submit = background.Background.submit
+
+    def logged(
+        self: background.Background,
+        key: object,
+        compute: Callable[[], Any],
+        apply: Callable[[Any], None],
+    ) -> None:
+        def log_then() -> Any:
+            events.append(("compute", None))
+            return compute()
+
+        submit(self, key, log_then, apply)
+
+    monkeypatch.setattr(background.Background, "submit", logged)
+    app = quiet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, *steps(5))  # define … backward
+        await complete(pilot)
+        bar = app.query_one(PhaseBar)
+        display = app._display
+
+        def spy(screen: Any, renderable: Any) -> None:
+            display(screen, renderable)
+            if renderable is not None:
+                events.append(("frame", (bar.state.done, bar.state.iteration)))
+
+        app._display = spy  # type: ignore[method-assign]
+        for _ in range(3):  # step, forward, loss: each with values to compute
+            phase, iteration = app.session.next_phase, app.session.next_iteration
+            events.clear()
+            await pilot.press("space")
+            await complete(pilot)
+            computed = [i for i, (kind, _) in enumerate(events) if kind == "compute"]
+            shown = [i for i, e in enumerate(events) if e == ("frame", (phase, iteration))]
+            assert computed and shown, (phase, events)
+            assert shown[0] < computed[0], (phase, events)

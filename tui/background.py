@@ -6,9 +6,10 @@ show costs more than 100 ms after a step (the output block's SGD check over ever
 a norm per 1 M-element tensor). There the panes draw a placeholder (``PLACEHOLDER``) first and
 ask ``Background`` for the values: one thread computes them, one task at a time, newest
 snapshot first (queued work for an older one is dropped, and the panes ask again for what they
-still show), and posts each result back; the pane applies it only if it still shows the same
-record or cell, so a value on screen is never stale. Small tensors (the tutorial Net's)
-are read synchronously as before: nothing about them changes.
+still show), starting once the frame that shows the phase is painted, and posts each result
+back; the pane applies it only if it still shows the same record or cell, so a value on screen
+is never stale. Small tensors (the tutorial Net's) are read synchronously as before: nothing
+about them changes.
 """
 
 from __future__ import annotations
@@ -101,6 +102,13 @@ class Background:
             if self._running:
                 return
             self._running = True
+        # The thread starts after the frame being prepared, not now: its passes over big
+        # tensors on the other core (and its share of the GIL) slowed the very frame that
+        # shows the phase, about 10 ms of a 20x1024 MLP key's p95 (tools/bench.py latency).
+        # ``call_after_refresh`` runs at once when nothing waits to be painted.
+        self.app.call_after_refresh(self._start)
+
+    def _start(self) -> None:
         self.app.run_worker(self._drain, thread=True, group="background", exit_on_error=False)
 
     def _drain(self) -> None:
