@@ -19,6 +19,7 @@ PINNED = {
     TabbedContent._watch_active: "87bb94f75c56c932",  # Views (views.py)
     DataTable._update_column_widths: "4f36354aa46fae6c",  # ParamsTable (paramtable.py)
     DataTable._render_cell: "56c87899a3bfc4da",  # ParamsTable draws cells as this does
+    DataTable.update_cell: "117f6ee504bc006b",  # ParamsTable._update_cells does what it does
     Compositor.update_widgets: "86c02b2f8d6d93dd",  # screens/main.py
     Compositor.reflow: "a08580a81a779473",  # screens/main.py
     Tree._on_resize: "ac9951ecac600cb8",  # GradTree (gradtree.py)

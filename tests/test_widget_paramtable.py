@@ -118,6 +118,40 @@ async def test_a_table_updated_phase_by_phase_draws_as_a_fresh_one() -> None:
             assert _lines(updated) == _lines(fresh), record.phase
 
 
+async def test_a_phase_repaints_the_table_once_and_only_when_a_cell_changed() -> None:
+    # DataTable.update_cell refreshes the widget per cell: ~30 a phase here, ~100 on a
+    # 20x1024 MLP. The table's own batch refreshes once, and not at all when nothing changed.
+    session = Session(Recipe(seed=0))
+    app = TwoTables()
+    async with app.run_test(size=(80, 30)) as pilot:
+        updated = app.query_one("#updated", ParamsTable)
+        session.run_next()  # define: the rows are built (a rebuild, not an update)
+        updated.show(session.records[-1], "conv1.bias")
+        await pilot.pause()
+        refresh = updated.refresh
+        calls = 0
+
+        def counted(*args: object, **kwargs: object) -> object:
+            nonlocal calls
+            calls += 1
+            return refresh(*args, **kwargs)
+
+        updated.refresh = counted  # type: ignore[method-assign]
+        seen = set()
+        for _ in range(12):
+            session.run_next()
+            record = session.records[-1]
+            before = _lines(updated)
+            calls = 0
+            updated.show(record, "conv1.bias")
+            shown = calls
+            await pilot.pause()
+            changed = _lines(updated) != before
+            assert shown == int(changed), (record.phase, record.iteration, shown)
+            seen.add(changed)
+        assert seen == {True, False}
+
+
 class StyledTable(App[None]):
     CSS = """
     ParamsTable { height: 12; }
