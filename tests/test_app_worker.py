@@ -261,6 +261,71 @@ async def test_idle_collection_counts_what_it_freezes(monkeypatch: pytest.Monkey
         assert app._gc_frozen == 0
 
 
+class _Node:
+    def __init__(self) -> None:
+        self.other: _Node | None = None
+        self.tensor: torch.Tensor | None = None
+
+
+@pytest.mark.skipif(
+    __import__("engine.gcpolicy").gcpolicy.allocated_bytes() is None,
+    reason="no glibc mallinfo2 here",
+)
+async def test_idle_collection_frees_frozen_garbage_once_the_heap_grows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cycle alive at one idle collection is frozen by it; dropped later, only a full walk
+    frees it. Counting frozen objects alone let such cycles holding tensors pile up for a few
+    hundred keys; heap growth beyond the history's own bytes triggers the walk too."""
+    import gc
+    import weakref
+
+    import tui.app as app_module
+
+    monkeypatch.setattr(app_module, "REFREEZE_GROWTH", 32 * 2**20)
+    app = quiet_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await press(pilot, *steps(6))  # a whole iteration: the history holds tensors
+        await _frozen(app)
+        await settle(pilot)
+        while app.message_queue_size:  # _collect waits for an idle loop
+            await asyncio.sleep(0.01)
+        app._gc_timer = None
+        gc.disable()  # nothing else may collect in between
+        try:
+            app._collect()  # the heap as it is now: the baseline, no walk
+            a, b = _Node(), _Node()
+            a.other, b.other = b, a
+            a.tensor = torch.ones(4 * 2**20)  # 16 MiB: below the growth limit
+            ref = weakref.ref(a)
+            unfreeze = gc.unfreeze
+            calls: list[str] = []
+            monkeypatch.setattr(gc, "unfreeze", lambda: (calls.append("unfreeze"), unfreeze()))
+            app._collect()  # alive: frozen
+            del a, b
+            app._collect()
+            assert ref() is not None and calls == [], "frozen garbage waits for a full walk"
+            more = torch.ones(12 * 2**20)  # 48 MiB more: past the limit
+            app._collect()
+            assert calls == ["unfreeze"]
+            assert ref() is None
+            assert app._gc_frozen == 0
+            app._collect()  # the walk reset the baseline: no second walk
+            assert calls == ["unfreeze"]
+            # Growth the history accounts for (its checkpoints, bounded by its budget) is
+            # not a reason to walk: a big model filling it would walk everything each time.
+            history = app.session.history
+            kept = history.nbytes()
+            extra = torch.ones(12 * 2**20)  # 48 MiB, as if the history held it
+            held = kept + extra.nbytes
+            monkeypatch.setattr(history, "nbytes", lambda: held)
+            app._collect()
+            assert calls == ["unfreeze"]
+            del more, extra
+        finally:
+            gc.enable()
+
+
 async def test_key_frames_run_no_young_collections() -> None:
     """A key's frame makes ~10,000 objects: at Python's default threshold (700) ten or more
     young collections and one of generation 1 ran inside it. After start-up the threshold

@@ -23,6 +23,7 @@ from textual.worker import Worker, WorkerState
 
 from engine import DEFAULT_BUDGET_BYTES, GradGraph, Phase, PhaseRecord, Recipe, Session
 from engine.explain import record_output_shape
+from engine.gcpolicy import allocated_bytes
 from engine.recipe import RecipeError
 from engine.summary import shape_text
 
@@ -90,6 +91,12 @@ GEN0_THRESHOLD = 50_000
 # which an idle collection first unfreezes and walks everything once, so a cycle frozen while
 # alive and dropped later is freed after all: frozen objects are never collected otherwise.
 REFREEZE_AFTER = 500_000
+# ... or once the C heap has grown this much beyond the rewind history's own bytes since the
+# last walk: a cycle holding tensors, frozen while alive (a model keeping one across an
+# iteration) and dropped later, would otherwise pile up until 500,000 objects were frozen, a
+# few hundred keys. The history's growth is left out: it is bounded by its budget and freed by
+# reference count, and counting it would walk everything while a big model fills it.
+REFREEZE_GROWTH = 256 * 2**20
 BUSY_LABEL = {
     Action.NEXT: "running",
     Action.REWIND: "rewinding",
@@ -237,6 +244,8 @@ class NNTuiApp(App[None]):
         # Objects frozen by idle collections since start-up's freeze (or the last refreeze);
         # None until start-up's freeze.
         self._gc_frozen: int | None = None
+        # The heap's bytes beyond the history's at start-up's freeze or the last refreeze.
+        self._gc_heap: int | None = None
         # A big model's statistics, read off the event loop (tui/background.py).
         self.background = Background(self)
 
@@ -289,6 +298,7 @@ class NNTuiApp(App[None]):
 
         gc.freeze()
         gc.set_threshold(GEN0_THRESHOLD, gc.get_threshold()[1], GEN2_THRESHOLD)
+        self._gc_heap = self._heap_beyond_history()
         self._gc_frozen = 0
 
     def on_resize(self, event: events.Resize) -> None:
@@ -371,7 +381,7 @@ class NNTuiApp(App[None]):
         frozen right after it (so nothing garbage is frozen): the next collection walks only
         what is newer, a few milliseconds. Freed memory is unchanged for anything freed by
         reference count; a cycle frozen while alive and dropped later is freed by the full
-        walk that ``REFREEZE_AFTER`` triggers.
+        walk that ``REFREEZE_AFTER`` or ``REFREEZE_GROWTH`` triggers.
         """
         if (
             self._gc_timer is not None
@@ -380,10 +390,14 @@ class NNTuiApp(App[None]):
             or self.message_queue_size
         ):
             return  # before start-up's freeze (it would walk millions), or a key is waiting
-        refreeze = self._gc_frozen > REFREEZE_AFTER
+        heap, last = self._heap_beyond_history(), self._gc_heap
+        grown = heap is not None and last is not None and heap - last > REFREEZE_GROWTH
+        refreeze = self._gc_frozen > REFREEZE_AFTER or grown
         if refreeze:
             gc.unfreeze()
         gc.collect()
+        if refreeze:
+            self._gc_heap = self._heap_beyond_history()
         # Counted here, not with gc.get_freeze_count(): that walks the whole frozen list
         # (~350,000 objects after start-up), 35-70 ms of this idle pause, while the
         # collection itself takes 1-3 ms. After a full collection the survivors are all
@@ -391,6 +405,11 @@ class NNTuiApp(App[None]):
         survivors = len(gc.get_objects())
         gc.freeze()
         self._gc_frozen = 0 if refreeze else self._gc_frozen + survivors
+
+    def _heap_beyond_history(self) -> int | None:
+        """The C heap's allocated bytes (glibc; None elsewhere) less the rewind history's."""
+        heap = allocated_bytes()
+        return None if heap is None else heap - self.session.history.nbytes()
 
     @work(thread=True, exit_on_error=False, group="session")
     def _perform(
