@@ -32,6 +32,10 @@ class Checkpoint:
     buffers_before: tuple[torch.Tensor, ...] = ()
     # Likewise the parameters, when this iteration's forward changed some in place.
     params_before: tuple[torch.Tensor, ...] = ()
+    # Each module's attributes (engine.attrs), and those this iteration's forward found when
+    # it rebound some (empty when it rebound none).
+    attrs: tuple[dict[str, Any], ...] = ()
+    attrs_before: tuple[dict[str, Any], ...] = ()
     opt_state: tuple[dict[str, Any], ...] = ()  # per parameter, in parameter order
     rng: torch.Tensor | None = None
     forward_rng: torch.Tensor | None = None  # RNG as this iteration's forward found it
@@ -54,6 +58,8 @@ class Checkpoint:
             self.buffers,
             self.buffers_before,
             self.params_before,
+            self.attrs,
+            self.attrs_before,
             self.opt_state,
             self.rng,
             self.forward_rng,

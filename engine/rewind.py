@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .attrs import restore, same, snapshot
 from .bitwise import bit_equal
 from .blame import USER_ERRORS
 from .capture import capture_outputs, nonfinite
@@ -59,6 +60,19 @@ class Rewinding:
         if fresh or phase in (Phase.DEFINE, Phase.FORWARD):
             buffers = tuple(b.detach().clone() for b in net.buffers())
             buffers_before = prev.buffers if phase is Phase.FORWARD else ()
+        attrs, attrs_before = prev.attrs, prev.attrs_before
+        if fresh or phase is Phase.DEFINE:
+            attrs, attrs_before = snapshot(self._own_modules), ()
+        elif phase is Phase.FORWARD and self._forward_attrs is not None:
+            before, after = self._forward_attrs
+            self._forward_attrs = None
+            # Most forwards rebind nothing: then the checkpoint shares the tuple before it
+            # (counted once by the history) and a recomputed forward needs nothing put back.
+            if same(before, after):
+                attrs_before = ()
+                attrs = prev.attrs if same(prev.attrs, after) else after
+            else:
+                attrs, attrs_before = after, before
         opt_state = prev.opt_state
         if fresh or phase in (Phase.DEFINE, Phase.STEP):
             state = self.setup.optimizer.state
@@ -91,6 +105,8 @@ class Rewinding:
                 buffers=buffers,
                 buffers_before=buffers_before,
                 params_before=params_before,
+                attrs=attrs,
+                attrs_before=attrs_before,
                 opt_state=opt_state,
                 rng=rng,
                 forward_rng=forward_rng,
@@ -199,6 +215,8 @@ class Rewinding:
             for p, g in zip(self.params, cp.grads):
                 p.grad = g  # shared with the checkpoint: copy-on-write, see _checkpoint
         replace_buffers(net, cp.buffers)
+        if cp.attrs:
+            restore(self._own_modules, cp.attrs)
         state = self.setup.optimizer.state
         state.clear()
         for p, saved_state in zip(self.params, cp.opt_state):
@@ -230,6 +248,8 @@ class Rewinding:
         # From the buffers the forward found (BatchNorm's output does not read its running
         # statistics in training, but a model's own forward may read a buffer it updates).
         replace_buffers(self.setup.net, cp.buffers_before)
+        if cp.attrs_before:  # and the attributes, if it rebound some (engine.attrs)
+            restore(self._own_modules, cp.attrs_before)
         if cp.params_before:  # and the parameters, if it changed some (see Session._forward)
             with torch.no_grad():
                 for p, saved in zip(self.params, cp.params_before):
@@ -255,6 +275,8 @@ class Rewinding:
         # The recomputed forward moved BatchNorm statistics again; the new graph saved the
         # moved tensors, so they are replaced, not overwritten in place.
         replace_buffers(self.setup.net, cp.buffers)
+        if cp.attrs:
+            restore(self._own_modules, cp.attrs)  # what the original forward left
 
 
 def replace_buffers(net: nn.Module, saved: tuple[torch.Tensor, ...]) -> None:

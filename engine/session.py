@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import torch
 import torch.nn as nn
 
+from .attrs import Attrs, own_modules, snapshot
 from .bitwise import bit_equal
 from .blame import USER_ERRORS, ModuleFailure
 from .capture import capture_outputs, changed, keep_grad, nonfinite
@@ -201,6 +202,10 @@ class Session(Rewinding):
         self._new_params: list[torch.Tensor] | None = None
         self._new_opt_state: list[dict[str, Any]] | None = None
         self._live_tensors: tuple[torch.Tensor, ...] = ()
+        # The model's own modules (fixed after define: a forward may not register one), and
+        # what their attributes were before and after the latest forward (engine.attrs).
+        self._own_modules: tuple[nn.Module, ...] = ()
+        self._forward_attrs: tuple[Attrs, Attrs] | None = None
         # Modules whose output an in-place op changed later in a forward: copied when captured;
         # learned from a first forward that copies every output (see ``_copy_only``).
         self._copied: set[str] = set()
@@ -428,6 +433,7 @@ class Session(Rewinding):
     # ------------------------------------------------------------------ phases
     def _define(self, iteration: int) -> dict[str, Any]:
         self.setup = build(self.recipe)
+        self._own_modules = own_modules(self.setup.net)
         self._apply_lr()
         pairs = list(self.setup.net.named_parameters())
         self.names = [n for n, _ in pairs]
@@ -461,11 +467,13 @@ class Session(Rewinding):
         # comparing with the copies the checkpoint before holds, bit for bit.
         shipped = self._shipped
         param_versions = [] if shipped else [p._version for p in self.params]
+        attrs_before = snapshot(self._own_modules)
         with (
             capture_outputs(net, captured, returned, self._copy_only(), versions, calls),
             self._grads_untouched(),
         ):
             output = net(input)
+        self._forward_attrs = (attrs_before, snapshot(self._own_modules))
         # The comparison reads every parameter twice: done up to DATA_CHECK_ELEMENTS (about
         # 1 ms), where it is a small part of a forward; beyond, only version counters.
         found: tuple[torch.Tensor | None, ...] = ()

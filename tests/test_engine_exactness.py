@@ -62,16 +62,21 @@ def test_rewinding_to_the_start_twice_restores_the_rng() -> None:
         assert torch.equal(torch.get_rng_state(), start)
 
 
+# Counted outside the model: a rewind puts the model's own attributes back (engine.attrs), so
+# a counter there would make every recomputed forward call 1 again.
+FORWARD_CALLS = [0]
+
+
 class FailsOnThirdForward(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.hidden = nn.Linear(4, 5)
         self.fc = nn.Linear(5, 3)  # its weight is saved by the graph (hidden needs a grad)
-        self.calls = 0
+        FORWARD_CALLS[0] = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        if self.calls == 3:
+        FORWARD_CALLS[0] += 1
+        if FORWARD_CALLS[0] == 3:
             raise RuntimeError("third forward fails")
         return self.fc(self.hidden(x))
 

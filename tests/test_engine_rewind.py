@@ -138,7 +138,12 @@ def test_failing_phase_changes_nothing() -> None:
         assert _same(_state(s), before)
         assert s.records == records
         assert s.next_phase is Phase.FORWARD
-        assert isinstance(s.run_next(), PhaseRecord)  # calls == 3 now: works again
+        # Its attributes too (engine.attrs): calls is 1 again, so the same forward fails the
+        # same way, as it would in a plain script started over from this point.
+        assert s.setup is not None and s.setup.net.calls == 1
+        again = s.run_next()
+        assert isinstance(again, PhaseError) and again.message == err.message
+        assert _same(_state(s), before)
     finally:
         del MODELS["_exploding_test"]
 
@@ -195,6 +200,57 @@ def test_rewind_recomputes_a_forward_from_the_buffers_it_found() -> None:
         opt.step()
         for name, p in net.named_parameters():
             assert bit_equal(session.param(name), p), name
+
+
+def test_rewind_restores_the_attributes_a_forward_rebinds() -> None:
+    """A forward keeping state in plain attributes (a call count, the last input): losses,
+    grads and parameters equal a plain loop's through rewinds that recompute the forward,
+    and a rewind to before a forward puts the attributes back as they were, even removing one
+    the forward added. Before engine.attrs each recompute counted a call again."""
+    from pathlib import Path
+
+    import torch.nn as nn
+
+    from engine import Phase, Recipe, Session
+    from engine.bitwise import bit_equal
+    from tests.oracle import seeded_setup
+    from tests.user_models import KeepsPythonState
+
+    model = f"{Path(__file__).parent / 'user_models.py'}:KeepsPythonState"
+    session = Session(Recipe(model=model, input_shape=(2, 4), target_shape=(2, 3)))
+    session.run_next()  # define
+    ours = session.setup.net
+    assert ours is not None
+
+    net, input, target, opt = seeded_setup(KeepsPythonState)
+    losses = []
+    for i in range(3):
+        opt.zero_grad()
+        loss = nn.MSELoss()(net(input), target)
+        loss.backward()
+        losses.append(loss.item())
+        for back in (3, 2, 1, 0):  # as in the buffer test above: each recomputes the forward
+            while session.next_phase is not Phase.BACKWARD:
+                record = session.run_next()
+                if record.phase is Phase.LOSS:
+                    assert record.loss == loss.item(), (i, back)
+            if back:
+                assert session.rewind(back) == back
+        session.run_next()  # backward
+        for name, p in net.named_parameters():
+            assert bit_equal(session.param(name).grad, p.grad), name
+        session.run_next()  # step
+        opt.step()
+        for name, p in net.named_parameters():
+            assert bit_equal(session.param(name), p), name
+        assert ours.calls == net.calls == i + 1
+        assert bit_equal(ours.last, net.last)
+    # Back to just after define: the attributes __init__ left, and none the forwards added.
+    assert session.rewind(15) == 15 and session.done is Phase.DEFINE
+    assert ours.calls == 0 and not hasattr(ours, "last") and not hasattr(ours, "second")
+    records = session.run_iteration() + session.run_iteration()
+    assert [r.loss for r in records if r.phase is Phase.LOSS] == losses[:2]
+    assert ours.calls == 2 and ours.second is True
 
 
 def test_every_checkpoint_holds_the_rng_state_its_phase_left() -> None:

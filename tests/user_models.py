@@ -7,6 +7,7 @@ of 6 features (``--input-shape 4,6``) unless a docstring says otherwise.
 from __future__ import annotations
 
 import contextlib
+import weakref
 
 import torch
 import torch.nn as nn
@@ -313,6 +314,26 @@ class ReadsItsBuffer(nn.Module):
         return self.fc(x) * self.scale
 
 
+class KeepsPythonState(nn.Module):
+    """State in plain attributes, as models keep it: a call count that scales the output, the
+    last input kept as a tensor (first set by the first call) and read by the next, and an
+    attribute that only the second call sets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls > 1:
+            x = x + self.last
+        if self.calls == 2:
+            self.second = True
+        self.last = x.detach() * 0.5
+        return self.fc(x) * self.calls
+
+
 class _Unprintable(Exception):
     def __str__(self) -> str:
         raise ValueError("str of exc boom")
@@ -440,18 +461,22 @@ class ChattyThenFails(nn.Module):
         return self.fc(x.view(-1))
 
 
+# Calls per model, counted outside it: a rewind puts a model's own attributes back before it
+# recomputes a forward (engine.attrs), so a count kept on the model would stay at 1.
+FORWARD_CALLS: weakref.WeakKeyDictionary[nn.Module, int] = weakref.WeakKeyDictionary()
+
+
 class BackwardInForward(nn.Module):
     """Calls backward inside forward from its second call on (the first builds cleanly)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.fc = nn.Linear(4, 3)
-        self.calls = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
+        calls = FORWARD_CALLS[self] = FORWARD_CALLS.get(self, 0) + 1
         y = self.fc(x)
-        if self.calls > 1 and torch.is_grad_enabled():
+        if calls > 1 and torch.is_grad_enabled():
             y.sum().backward(retain_graph=True)
         return y
 
