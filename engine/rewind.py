@@ -20,7 +20,7 @@ from .history import Checkpoint
 from .lazy import Deferred
 from .modulemap import ModuleCall
 from .phases import Phase
-from .userprints import Printed
+from .userprints import Printed, take_descriptors
 
 # Phases after which the autograd graph of this iteration is alive (rebuilt on rewind).
 GRAPH_LIVE = (Phase.FORWARD, Phase.LOSS, Phase.ZERO_GRAD)
@@ -267,7 +267,11 @@ class Rewinding:
             capture_outputs(self.setup.net, captured, returned, self._copy_only(), calls=calls),
             self._grads_untouched(),
         ):
-            self.output = self.setup.net(input)
+            try:
+                self.output = self.setup.net(input)
+            finally:
+                if self.capture_prints:  # or the next phase would show them
+                    take_descriptors(replayed)
         self._nonfinite = Deferred.now(nonfinite(captured, returned))
         self._module_calls = tuple(calls)
         if cp.done is not Phase.FORWARD:

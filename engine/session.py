@@ -47,7 +47,7 @@ from .records import (
 from .rewind import Rewinding
 from .runlog import RunLog
 from .summary import TensorSummary, all_finite, first_nonfinite, summarize, summarize_made
-from .userprints import Printed, capture_prints, joined
+from .userprints import Printed, capture_prints, joined, take_descriptors
 
 SGD_RULES = ("sgd", "manual")
 LARGE = 1 << 16  # elements: a tensor this big is checked on its own, small ones together
@@ -278,6 +278,8 @@ class Session(Rewinding):
                 record = self._run(phase, iteration, prints)
         # User model code can raise anything; this is the one place it is caught and reported.
         except USER_ERRORS as exc:
+            if self.capture_prints:
+                take_descriptors(prints)  # what it wrote below Python before it failed
             self.releases.discard()
             self._new_params = self._new_opt_state = None
             # A backward that raised may have freed part of its graph: rebuild it instead, and
@@ -352,6 +354,8 @@ class Session(Rewinding):
         self._phase_summaries = {}
         self._live_tensors = ()
         fields = run(iteration)
+        if self.capture_prints:  # before ``joined(prints)`` below reads them
+            take_descriptors(prints)
         self.done = phase
         self.iteration = iteration
         if phase is Phase.LOSS:

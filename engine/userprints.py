@@ -4,7 +4,8 @@ A ``print(x.shape)`` in ``forward`` is how people debug a model. A terminal app 
 terminal (Textual redirects ``sys.stdout`` and ``sys.stderr`` for the whole process), so
 without this such prints vanish. While a phase runs, both streams are wrapped: what the
 phase's own thread writes is kept for its record, whatever other threads write goes where it
-went before. Python-level writes only: a C extension writing to file descriptor 1 is not seen.
+went before. Bytes written to the descriptors themselves (C code, ``os.write``) are caught by
+``fdcapture`` when the app installs it, and appended at the phase's end.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from . import fdcapture
 from .blame import ESCAPES
 
 # A model printing in a loop must not fill memory: the last lines are the ones that explain a
@@ -133,6 +135,15 @@ def capture_prints(sink: list[str]) -> Iterator[None]:
             sys.stdout = out
         if sys.stderr is mine[1]:
             sys.stderr = err
+
+
+def take_descriptors(sink: list[str]) -> None:
+    """Append to ``sink`` what reached descriptors 1 and 2 since the last call, when the app
+    has them captured (engine.fdcapture); call it where the phase's user code has ended."""
+    fds = fdcapture.active()
+    text = fds.take() if fds is not None else ""
+    if text:
+        _keep(sink, text)
 
 
 # Colour codes and cursor movement (a progress bar's): shown raw in a terminal app they would

@@ -125,3 +125,44 @@ def test_a_phase_printing_megabytes_holds_a_bounded_tail() -> None:
             print(line, end="")
             assert sum(map(len, sink)) <= _HELD + 60
     assert joined(sink) == joined(lines)
+
+
+def test_bytes_written_to_the_descriptors_show_in_the_phase_that_wrote_them(capfd) -> None:
+    """With the app's FdCapture installed, bytes C code or os.write put on descriptors 1 and 2
+    (which the app's terminal is) join the phase's output after its Python prints; a rewind's
+    recomputed forward shows them no more than its prints; the descriptors come back."""
+    import os
+    import sys
+
+    from engine.fdcapture import FdCapture
+
+    ino = os.fstat(1).st_ino, os.fstat(2).st_ino
+    streams = sys.__stdout__, sys.__stderr__
+    with FdCapture():
+        assert sys.__stdout__ is not streams[0] and sys.__stdout__.fileno() not in (1, 2)
+        s = Session(_recipe("WritesToDescriptors"), capture_prints=True)
+        define, forward, loss = (s.run_next() for _ in range(3))
+        assert s.rewind(1) == 1  # recomputes the forward
+        again = s.run_next()
+        os.write(1, b"after the last phase\n")
+    assert (os.fstat(1).st_ino, os.fstat(2).st_ino) == ino
+    assert (sys.__stdout__, sys.__stderr__) == streams
+    assert isinstance(forward, PhaseRecord) and isinstance(again, PhaseRecord)
+    assert forward.user_output == "python print\nraw to fd 1\nraw to fd 2\nprintf 7\n"
+    assert define.user_output == loss.user_output == again.user_output == ""
+    out, err = capfd.readouterr()
+    # Nothing leaked to the descriptors meanwhile; what came after the last phase is
+    # written out when the capture ends, not dropped.
+    assert out == "after the last phase\n" and err == ""
+
+
+def test_without_the_capture_descriptor_bytes_go_where_they_went(capfd) -> None:
+    s = Session(_recipe("WritesToDescriptors"), capture_prints=True)
+    s.run_next()
+    forward = s.run_next()
+    assert isinstance(forward, PhaseRecord) and forward.user_output == "python print\n"
+    import ctypes
+
+    ctypes.CDLL(None).fflush(None)
+    out, err = capfd.readouterr()
+    assert "raw to fd 1" in out and "printf 7" in out and "raw to fd 2" in err

@@ -64,3 +64,60 @@ def test_quit_while_a_phase_never_returns(tmp_path: Path) -> None:
         assert "Traceback" not in t.screen()
     finally:
         subprocess.run(["tmux", "-L", t.socket, "kill-server"], capture_output=True)
+
+
+RAW = """
+import ctypes
+import os
+
+import torch.nn as nn
+
+
+class Raw(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        os.write(1, b"RAW-ON-FD-1\\n")
+        os.write(2, b"RAW-ON-FD-2\\n")
+        ctypes.CDLL(None).printf(b"PRINTF-%d\\n", 42)
+        return self.fc(x)
+"""
+
+
+def test_bytes_written_to_the_terminal_by_user_code_land_in_the_output_pane(
+    tmp_path: Path,
+) -> None:
+    """Written straight to descriptors 1 and 2 (C code, os.write), they once landed over the
+    app's screen wherever its cursor was; now they are the forward's output, inside the pane."""
+    (tmp_path / "raw.py").write_text(RAW)
+    exit_file = tmp_path / "exit"
+    t = Tmux(f"nntui-qa-raw-{os.getpid()}")
+    args = "--model raw.py:Raw --input-shape 2,4 --target-shape 2,3"
+    command = (
+        f"cd {tmp_path} && unset COLUMNS LINES && {NNTUI} {args}; echo EXIT=$? > {exit_file};"
+        " sleep 60"
+    )
+    # Tall enough for the output pane to show the forward's whole block.
+    t.run("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "70", command)
+    try:
+        t.wait_for("the first frame", lambda s: "▶ define" in s, 120)
+        for phase in ("define", "forward"):
+            t.run("send-keys", "-t", SESSION, "Space")
+            t.wait_for(f"✓ {phase}", lambda s, p=phase: f"✓ {p}" in s, 60)
+        marks = ("RAW-ON-FD-1", "RAW-ON-FD-2", "PRINTF-42")
+        screen = t.wait_for("the forward's output", lambda s: all(m in s for m in marks), 30)
+        for mark in marks:
+            lines = [line for line in screen.splitlines() if mark in line]
+            assert len(lines) == 1, (mark, screen)
+            # In a pane: between its borders, not across them.
+            assert lines[0].count("│") >= 2, (mark, screen)
+        t.run("send-keys", "-t", SESSION, "q")
+        deadline = time.monotonic() + 20
+        while not exit_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert exit_file.exists(), f"nntui did not exit; the screen was:\n{t.screen()}"
+        assert exit_file.read_text().strip() == "EXIT=0"
+    finally:
+        subprocess.run(["tmux", "-L", t.socket, "kill-server"], capture_output=True)

@@ -314,6 +314,25 @@ class ReadsItsBuffer(nn.Module):
         return self.fc(x) * self.scale
 
 
+class WritesToDescriptors(nn.Module):
+    """Writes below Python, as C code does: straight to descriptors 1 and 2, and through C's
+    buffered stdout (``printf``), after a Python print."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import ctypes
+        import os
+
+        print("python print")
+        os.write(1, b"raw to fd 1\n")
+        os.write(2, b"raw to fd 2\n")
+        ctypes.CDLL(None).printf(b"printf %d\n", 7)
+        return self.fc(x)
+
+
 class KeepsPythonState(nn.Module):
     """State in plain attributes, as models keep it: a call count that scales the output, the
     last input kept as a tensor (first set by the first call) and read by the next, and an

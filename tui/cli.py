@@ -253,23 +253,29 @@ def cli(ctx: click.Context, **kw: Any) -> None:
             f"the app needs a terminal ({names} {'is' if len(missing) == 1 else 'are'} not "
             "one); for a run without one, use nntui trace"
         )
-    from .app import NNTuiApp
-
-    app = NNTuiApp(
-        recipe,
-        accumulate=kw["accumulate"],
-        history_bytes=kw["history_mb"] * 2**20,
-        lang=kw["lang"],
-    )
-    # Our own loop, not asyncio.run's: at the end asyncio.run waits for the worker thread, and
-    # a phase stuck in user code (a forward that never returns) would hang quitting for good.
     import asyncio
 
-    loop = asyncio.new_event_loop()
-    try:
-        app.run(loop=loop)
-    finally:
-        loop.close()  # shuts the worker pool down without waiting for it
+    from engine.fdcapture import FdCapture
+
+    from .app import NNTuiApp
+
+    # Before the app exists: Textual finds the terminal through sys.__stderr__ and
+    # sys.__stdout__, which the capture points at copies of the terminal, while bytes your
+    # code writes to descriptors 1 and 2 go to the phase's output instead of over the screen.
+    with FdCapture():
+        app = NNTuiApp(
+            recipe,
+            accumulate=kw["accumulate"],
+            history_bytes=kw["history_mb"] * 2**20,
+            lang=kw["lang"],
+        )
+        # Our own loop, not asyncio.run's: at the end asyncio.run waits for the worker thread,
+        # and a phase stuck in user code (a forward that never returns) would hang quitting.
+        loop = asyncio.new_event_loop()
+        try:
+            app.run(loop=loop)
+        finally:
+            loop.close()  # shuts the worker pool down without waiting for it
     code = app.return_code or 0
     if app.busy:
         # The phase is still running, and Python joins worker threads at exit: leave now.
