@@ -1,11 +1,13 @@
 """The plain Python attributes of a model's modules, so that a rewind restores them too.
 
 A ``forward`` may keep state in attributes (``self.calls += 1``, ``self.last = x.detach()``,
-a schedule's step). The checkpoints hold tensors only, so a rewind that recomputed the forward
-ran it again on the state it had left, and the numbers differed from the first run. Each
-forward's checkpoint now also holds a shallow copy of every module's ``__dict__`` when the
-forward rebound any attribute (and shares the one before when it did not, the usual case):
-a rewind puts the attributes back, and a recomputed forward runs on what the original found.
+a schedule's step), and so may other code of the user's (a backward hook's ``self.gnorm``). The
+checkpoints held tensors only, so a rewind that recomputed the forward ran it again on the state
+it had left, and the numbers differed from the first run. Each checkpoint now also holds a
+shallow copy of every module's ``__dict__`` as its phase left it, shared with the checkpoint
+before when the phase rebound nothing (the usual case), and a forward's also the copy it
+started from: a rewind puts the attributes back, and a recomputed forward runs on what the
+original found.
 
 Only modules of classes not from torch itself are followed (the model's own classes, and
 yours subclassing torch's): torch's modules keep their state in parameters and buffers, which

@@ -82,8 +82,12 @@ def part_tensors(part: Any) -> Iterator[torch.Tensor]:
     for item in part:
         if isinstance(item, torch.Tensor):
             yield item
-        elif isinstance(item, dict):  # optimizer state of one parameter
-            yield from (v for v in item.values() if isinstance(v, torch.Tensor))
+        elif isinstance(item, dict):  # optimizer state of one parameter, a module's attributes
+            for v in item.values():
+                if isinstance(v, torch.Tensor):
+                    yield v
+                elif isinstance(v, (list, tuple)):  # ``self.seen = self.seen + [x]``
+                    yield from (t for t in v if isinstance(t, torch.Tensor))
         elif isinstance(item, tuple):  # (name, activation)
             yield from (v for v in item if isinstance(v, torch.Tensor))
 

@@ -73,6 +73,12 @@ class Rewinding:
                 attrs = prev.attrs if same(prev.attrs, after) else after
             else:
                 attrs, attrs_before = after, before
+        elif not fresh:
+            # The other phases can run code of the user's too (a backward hook, a custom
+            # autograd Function's backward): what they rebind is kept as well.
+            now = snapshot(self._own_modules)
+            if not same(prev.attrs, now):
+                attrs = now
         opt_state = prev.opt_state
         if fresh or phase in (Phase.DEFINE, Phase.STEP):
             state = self.setup.optimizer.state
@@ -262,6 +268,8 @@ class Rewinding:
         # which module made each graph node (the loss tags them).
         # What it prints is dropped: the phase that printed it showed it when it ran.
         replayed = Printed()
+        if self.capture_prints:  # written before it: the next phase's to show (run_next)
+            take_descriptors(self._carried)
         with (
             self._prints(replayed),
             capture_outputs(self.setup.net, captured, returned, self._copy_only(), calls=calls),

@@ -145,6 +145,9 @@ class Session(Rewinding):
         # Keep what the user's code prints during a phase on its record (engine.userprints):
         # the app's, whose terminal Textual owns. ``trace`` lets prints through as they come.
         self.capture_prints = capture_prints
+        # Bytes written to descriptors 1 and 2 while no phase ran, taken early because a
+        # rewind recomputed a forward (whose own bytes are dropped): the next phase shows them.
+        self._carried = Printed()
         self.accumulate = accumulate
         self.nan_guard = nan_guard
         self.lr = self.recipe.lr
@@ -272,7 +275,7 @@ class Session(Rewinding):
         phase = self.next_phase
         iteration = self.next_iteration
         live = self._live()
-        prints = Printed()
+        prints, self._carried = self._carried, Printed()
         try:
             with self._prints(prints):
                 record = self._run(phase, iteration, prints)
@@ -280,6 +283,7 @@ class Session(Rewinding):
         except USER_ERRORS as exc:
             if self.capture_prints:
                 take_descriptors(prints)  # what it wrote below Python before it failed
+            self._forward_attrs = None
             self.releases.discard()
             self._new_params = self._new_opt_state = None
             # A backward that raised may have freed part of its graph: rebuild it instead, and

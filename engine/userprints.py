@@ -5,7 +5,7 @@ terminal (Textual redirects ``sys.stdout`` and ``sys.stderr`` for the whole proc
 without this such prints vanish. While a phase runs, both streams are wrapped: what the
 phase's own thread writes is kept for its record, whatever other threads write goes where it
 went before. Bytes written to the descriptors themselves (C code, ``os.write``) are caught by
-``fdcapture`` when the app installs it, and appended at the phase's end.
+the app (tui.fdcapture) and handed over through ``take_descriptors`` at the phase's end.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from __future__ import annotations
 import re
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import fdcapture
 from .blame import ESCAPES
 
 # A model printing in a loop must not fill memory: the last lines are the ones that explain a
@@ -137,11 +136,20 @@ def capture_prints(sink: list[str]) -> Iterator[None]:
             sys.stderr = err
 
 
+# What reached file descriptors 1 and 2 since it was last called, when the app has them
+# captured (tui.fdcapture); None otherwise.
+_DESCRIPTORS: Callable[[], str] | None = None
+
+
+def set_descriptor_source(take: Callable[[], str] | None) -> None:
+    global _DESCRIPTORS
+    _DESCRIPTORS = take
+
+
 def take_descriptors(sink: list[str]) -> None:
-    """Append to ``sink`` what reached descriptors 1 and 2 since the last call, when the app
-    has them captured (engine.fdcapture); call it where the phase's user code has ended."""
-    fds = fdcapture.active()
-    text = fds.take() if fds is not None else ""
+    """Append to ``sink`` what reached descriptors 1 and 2 since the last call (nothing unless
+    the app captures them); call it where the phase's user code has ended."""
+    text = _DESCRIPTORS() if _DESCRIPTORS is not None else ""
     if text:
         _keep(sink, text)
 

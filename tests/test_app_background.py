@@ -188,3 +188,22 @@ async def test_background_starts_after_the_phase_is_painted(
             shown = [i for i, e in enumerate(events) if e == ("frame", (phase, iteration))]
             assert computed and shown, (phase, events)
             assert shown[0] < computed[0], (phase, events)
+
+
+async def test_values_come_even_when_the_start_filed_for_after_the_frame_is_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The thread's start is filed with the screen on top; a screen popped before it went
+    idle (help closed as a phase ends) drops it. A timer starts the thread then."""
+    monkeypatch.setattr(background, "DEFER_NUMEL", 1000)
+    monkeypatch.setattr(background, "DEFER_RECORD_NUMEL", 10_000)
+    app = quiet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, *steps(5))  # define … backward
+        await complete(pilot)
+        monkeypatch.setattr(app, "call_after_refresh", lambda *_, **__: True)  # filed, lost
+        await pilot.press("space")  # step: its values wait for the thread
+        await complete(pilot, timeout=10)
+        table = app.query_one(ParamsTable)
+        weight = app.session.tensor("fc1.weight", "data")
+        assert table.cell_text("fc1.weight", "data") == f"‖p‖={fmt(weight.norm().item())}"

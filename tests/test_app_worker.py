@@ -321,6 +321,11 @@ async def test_idle_collection_frees_frozen_garbage_once_the_heap_grows(
             monkeypatch.setattr(history, "nbytes", lambda: held)
             app._collect()
             assert calls == ["unfreeze"]
+            # A heap that shrank (a smaller model now): growth counts from the low point.
+            low = app._gc_heap - 512 * 2**20
+            monkeypatch.setattr(app, "_heap_beyond_history", lambda: low)
+            app._collect()
+            assert app._gc_heap == low and calls == ["unfreeze"]
             del more, extra
         finally:
             gc.enable()

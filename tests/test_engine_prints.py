@@ -134,7 +134,7 @@ def test_bytes_written_to_the_descriptors_show_in_the_phase_that_wrote_them(capf
     import os
     import sys
 
-    from engine.fdcapture import FdCapture
+    from tui.fdcapture import FdCapture
 
     ino = os.fstat(1).st_ino, os.fstat(2).st_ino
     streams = sys.__stdout__, sys.__stderr__
@@ -142,6 +142,7 @@ def test_bytes_written_to_the_descriptors_show_in_the_phase_that_wrote_them(capf
         assert sys.__stdout__ is not streams[0] and sys.__stdout__.fileno() not in (1, 2)
         s = Session(_recipe("WritesToDescriptors"), capture_prints=True)
         define, forward, loss = (s.run_next() for _ in range(3))
+        os.write(2, b"between phases\n")
         assert s.rewind(1) == 1  # recomputes the forward
         again = s.run_next()
         os.write(1, b"after the last phase\n")
@@ -149,11 +150,14 @@ def test_bytes_written_to_the_descriptors_show_in_the_phase_that_wrote_them(capf
     assert (sys.__stdout__, sys.__stderr__) == streams
     assert isinstance(forward, PhaseRecord) and isinstance(again, PhaseRecord)
     assert forward.user_output == "python print\nraw to fd 1\nraw to fd 2\nprintf 7\n"
-    assert define.user_output == loss.user_output == again.user_output == ""
+    assert define.user_output == loss.user_output == ""
+    # Written while no phase ran: shown by the next phase, not dropped with the bytes of the
+    # forward the rewind recomputed.
+    assert again.user_output == "between phases\n"
     out, err = capfd.readouterr()
     # Nothing leaked to the descriptors meanwhile; what came after the last phase is
-    # written out when the capture ends, not dropped.
-    assert out == "after the last phase\n" and err == ""
+    # written to the terminal's stderr when the capture ends, not dropped.
+    assert out == "" and err == "after the last phase\n"
 
 
 def test_without_the_capture_descriptor_bytes_go_where_they_went(capfd) -> None:
@@ -166,3 +170,27 @@ def test_without_the_capture_descriptor_bytes_go_where_they_went(capfd) -> None:
     ctypes.CDLL(None).fflush(None)
     out, err = capfd.readouterr()
     assert "raw to fd 1" in out and "printf 7" in out and "raw to fd 2" in err
+
+
+def test_descriptor_bytes_of_a_failing_phase_are_on_its_error() -> None:
+    from tui.fdcapture import FdCapture
+
+    with FdCapture():
+        s = Session(_recipe("WritesToDescriptorsThenFails"), capture_prints=True)
+        s.run_next()
+        error = s.run_next()
+    assert isinstance(error, PhaseError)
+    assert error.user_output == "raw before failing\n"
+
+
+def test_a_writer_holding_the_interpreter_lock_cannot_stall_the_capture() -> None:
+    """C code writing while it holds the GIL (ctypes.PyDLL keeps it) never waits for a reader:
+    with a pipe, 300 KB filled it and the reader thread could not run to drain it."""
+    import ctypes
+
+    from tui.fdcapture import FdCapture
+
+    data = b"x" * 299_999 + b"\n"
+    with FdCapture() as capture:
+        assert ctypes.PyDLL(None).write(1, data, len(data)) == len(data)
+        assert capture.take() == data.decode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn as nn
 
@@ -245,12 +246,43 @@ def test_rewind_restores_the_attributes_a_forward_rebinds() -> None:
             assert bit_equal(session.param(name), p), name
         assert ours.calls == net.calls == i + 1
         assert bit_equal(ours.last, net.last)
+    # A rewind into the live graph recomputes the forward, then puts back the very objects
+    # the original left (not equal ones the recompute made).
+    session.run_next()  # forward of iteration 4
+    last = ours.last
+    session.run_next()  # loss
+    assert session.rewind(1) == 1 and ours.last is last and ours.calls == 4
+    assert session.rewind(2) == 2 and ours.calls == 3  # back across the forward
     # Back to just after define: the attributes __init__ left, and none the forwards added.
-    assert session.rewind(15) == 15 and session.done is Phase.DEFINE
+    assert session.rewind(14) == 14 and session.done is Phase.DEFINE
     assert ours.calls == 0 and not hasattr(ours, "last") and not hasattr(ours, "second")
     records = session.run_iteration() + session.run_iteration()
     assert [r.loss for r in records if r.phase is Phase.LOSS] == losses[:2]
     assert ours.calls == 2 and ours.second is True
+
+
+# torch notes that the hook fires for the module's output only (its input needs no grad).
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+def test_rewind_keeps_what_a_backward_hook_rebound() -> None:
+    """User code outside forward (a module's backward hook) rebinding an attribute: each
+    checkpoint keeps what its phase left, so rewinding step keeps backward's value, and
+    rewinding backward removes it."""
+    from pathlib import Path
+
+    from engine import Phase, Recipe, Session
+
+    model = f"{Path(__file__).parent / 'user_models.py'}:KeepsGradNorm"
+    session = Session(Recipe(model=model, input_shape=(2, 4), target_shape=(2, 3)))
+    for _ in range(5):  # define, forward, loss, zero_grad, backward
+        session.run_next()
+    net = session.setup.net
+    gnorm = net.gnorm
+    assert isinstance(gnorm, float) and gnorm > 0
+    session.run_next()  # step
+    assert session.rewind(1) == 1 and session.done is Phase.BACKWARD
+    assert net.gnorm == gnorm
+    assert session.rewind(1) == 1 and session.done is Phase.ZERO_GRAD
+    assert net.gnorm is None
 
 
 def test_every_checkpoint_holds_the_rng_state_its_phase_left() -> None:
@@ -277,3 +309,13 @@ def test_every_checkpoint_holds_the_rng_state_its_phase_left() -> None:
         if recipe.model != "lenet":
             # The test can fail: forward and backward both move the RNG for this model.
             assert {Phase.FORWARD, Phase.BACKWARD} <= moved, moved
+
+
+def test_the_history_counts_tensors_a_module_keeps_in_a_list() -> None:
+    """``self.seen = self.seen + [x]`` is the README's way to keep a list that rewinds: the
+    checkpoints holding those lists count their tensors against the budget."""
+    from engine.history import part_tensors
+
+    a, b, c = torch.ones(2), torch.ones(3), torch.ones(4)
+    attrs = ({"seen": [a, b], "last": c, "calls": 3, "name": "net"},)
+    assert [id(t) for t in part_tensors(attrs)] == [id(a), id(b), id(c)]

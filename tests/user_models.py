@@ -333,6 +333,36 @@ class WritesToDescriptors(nn.Module):
         return self.fc(x)
 
 
+class WritesToDescriptorsThenFails(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import os
+
+        os.write(1, b"raw before failing\n")
+        return self.fc(x.view(-1))
+
+
+class KeepsGradNorm(nn.Module):
+    """A backward hook of its own that keeps the output gradient's norm in an attribute: user
+    code that rebinds an attribute outside forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.gnorm: float | None = None
+        self.register_full_backward_pre_hook(self._keep_norm)
+
+    @staticmethod
+    def _keep_norm(module: nn.Module, grad_out: tuple[torch.Tensor]) -> None:
+        module.gnorm = grad_out[0].norm().item()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
 class KeepsPythonState(nn.Module):
     """State in plain attributes, as models keep it: a call count that scales the output, the
     last input kept as a tensor (first set by the first call) and read by the next, and an

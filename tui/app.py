@@ -392,6 +392,9 @@ class NNTuiApp(App[None]):
             return  # before start-up's freeze (it would walk millions), or a key is waiting
         heap, last = self._heap_beyond_history(), self._gc_heap
         grown = heap is not None and last is not None and heap - last > REFREEZE_GROWTH
+        if heap is not None and last is not None and heap < last:
+            # The heap shrank (a smaller model, a reset): growth counts from its low point.
+            self._gc_heap = heap
         refreeze = self._gc_frozen > REFREEZE_AFTER or grown
         if refreeze:
             gc.unfreeze()

@@ -37,6 +37,9 @@ DEFER_NUMEL = 1 << 18
 DEFER_RECORD_NUMEL = 1 << 20
 PLACEHOLDER = "…"
 PLACEHOLDER_STYLE = "dim"
+# Seconds after a submit by which the thread has started even if the call filed for after the
+# frame was lost with its screen.
+START_LATEST = 0.5
 
 
 def costly_summary(summary: TensorSummary | None) -> bool:
@@ -51,6 +54,18 @@ def costly_summary(summary: TensorSummary | None) -> bool:
 
 def costly_record(record: PhaseRecord | None) -> bool:
     return record is not None and sum(p.numel for p in record.params) > DEFER_RECORD_NUMEL
+
+
+class _Start:
+    """Starts the background thread once, whichever of its two callers comes first."""
+
+    def __init__(self, background: Background) -> None:
+        self.background: Background | None = background
+
+    def __call__(self) -> None:
+        background, self.background = self.background, None
+        if background is not None:
+            background._run()
 
 
 @dataclass
@@ -105,10 +120,16 @@ class Background:
         # The thread starts after the frame being prepared, not now: its passes over big
         # tensors on the other core (and its share of the GIL) slowed the very frame that
         # shows the phase, about 10 ms of a 20x1024 MLP key's p95 (tools/bench.py latency).
-        # ``call_after_refresh`` runs at once when nothing waits to be painted.
-        self.app.call_after_refresh(self._start)
+        # ``call_after_refresh`` runs at once when nothing waits to be painted. It files the
+        # call with the screen on top, which drops it if popped first (help closed as a
+        # phase ends): a timer starts the thread then, or the values would never come.
+        start = _Start(self)
+        if not self.app.call_after_refresh(start):
+            start()  # the app is closing: its message queue takes nothing more
+        else:
+            self.app.set_timer(START_LATEST, start, name="background-start")
 
-    def _start(self) -> None:
+    def _run(self) -> None:
         self.app.run_worker(self._drain, thread=True, group="background", exit_on_error=False)
 
     def _drain(self) -> None:

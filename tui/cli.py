@@ -255,9 +255,8 @@ def cli(ctx: click.Context, **kw: Any) -> None:
         )
     import asyncio
 
-    from engine.fdcapture import FdCapture
-
     from .app import NNTuiApp
+    from .fdcapture import FdCapture
 
     # Before the app exists: Textual finds the terminal through sys.__stderr__ and
     # sys.__stdout__, which the capture points at copies of the terminal, while bytes your
