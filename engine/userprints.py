@@ -149,7 +149,8 @@ def set_descriptor_source(take: Callable[[], str] | None) -> None:
 def take_descriptors(sink: list[str]) -> None:
     """Append to ``sink`` what reached descriptors 1 and 2 since the last call (nothing unless
     the app captures them); call it where the phase's user code has ended."""
-    text = _DESCRIPTORS() if _DESCRIPTORS is not None else ""
+    take = _DESCRIPTORS  # once: the app may clear it meanwhile, quitting
+    text = take() if take is not None else ""
     if text:
         _keep(sink, text)
 

@@ -188,9 +188,40 @@ def test_a_writer_holding_the_interpreter_lock_cannot_stall_the_capture() -> Non
     with a pipe, 300 KB filled it and the reader thread could not run to drain it."""
     import ctypes
 
-    from tui.fdcapture import FdCapture
+    from tui.fdcapture import MAX_TAKEN, FdCapture
 
     data = b"x" * 299_999 + b"\n"
     with FdCapture() as capture:
         assert ctypes.PyDLL(None).write(1, data, len(data)) == len(data)
-        assert capture.take() == data.decode()
+        # And only its newest MAX_TAKEN bytes are read (a phase keeps 20,000 characters).
+        skipped = len(data) - MAX_TAKEN
+        assert (
+            capture.take() == f"[{skipped} earlier bytes not kept]\n" + "x" * (MAX_TAKEN - 1) + "\n"
+        )
+
+
+def test_the_capture_survives_what_writers_do_to_its_file() -> None:
+    """A child emptying the file (``> /dev/stdout`` opens it again with O_TRUNC), a character
+    split across two takes, and more than MAX_KEPT bytes over many takes (the read part is
+    freed while offsets stay valid)."""
+    import os
+    import subprocess
+
+    from tui.fdcapture import MAX_KEPT, FdCapture
+
+    with FdCapture() as capture:
+        before = b"before the child, more bytes than it and the next line write\n"
+        os.write(1, before)
+        assert capture.take() == before.decode()
+        subprocess.run("echo from the child > /dev/stdout", shell=True, check=True)
+        os.write(1, b"after\n")
+        assert capture.take() == "from the child\nafter\n"
+        euro = "€".encode()
+        os.write(1, euro[:1])
+        assert capture.take() == ""
+        os.write(1, euro[1:] + b"\n")
+        assert capture.take() == "€\n"
+        line = b"y" * 1023 + b"\n"
+        for _ in range(3 * MAX_KEPT // (64 * len(line))):
+            os.write(1, line * 64)
+            assert capture.take() == (line * 64).decode()

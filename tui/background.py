@@ -124,10 +124,15 @@ class Background:
         # call with the screen on top, which drops it if popped first (help closed as a
         # phase ends): a timer starts the thread then, or the values would never come.
         start = _Start(self)
-        if not self.app.call_after_refresh(start):
-            start()  # the app is closing: its message queue takes nothing more
-        else:
+        if self.app.call_after_refresh(start):
             self.app.set_timer(START_LATEST, start, name="background-start")
+            return
+        # The app is closing (its queue takes nothing more): no thread for values nobody will
+        # see, which Python would wait for at exit.
+        with self._lock:
+            self._queue.clear()
+            self._keys.clear()
+            self._running = False
 
     def _run(self) -> None:
         self.app.run_worker(self._drain, thread=True, group="background", exit_on_error=False)
