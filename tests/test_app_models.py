@@ -392,3 +392,24 @@ async def test_what_the_model_prints_shows_in_the_output_pane_and_error_line() -
         bar = app.query_one(ErrorBar).message
         assert "forward failed" in bar
         assert bar.endswith("Your code printed: before the bad line, x is (2, 4)")
+
+
+async def test_prints_from_a_thread_of_the_model_reach_the_output_pane() -> None:
+    """A thread the model starts is not the phase's: its print went to Textual's capture,
+    which drops what no widget asked for. With the descriptors captured (as ``nntui`` runs),
+    it reaches the phase's block (and without the capture, no block shows it)."""
+    from tui.fdcapture import FdCapture
+    from tui.widgets.outputpane import OutputPane
+
+    models = Path(__file__).parent / "user_models.py"
+    recipe = Recipe(model=f"{models}:PrintsFromAThread", input_shape=(2, 4), target_shape=(2, 3))
+    with FdCapture():
+        app = NNTuiApp(recipe)
+        async with app.run_test(size=SIZE) as pilot:
+            await press(pilot, *steps(2))  # define, forward
+            forward = app.query_one(OutputPane).texts[-1]
+    assert ">>> output = net(input)\nOut:\nfrom a thread\n>>> print(output)" in forward
+    app = NNTuiApp(recipe)
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, *steps(2))
+        assert "from a thread" not in app.query_one(OutputPane).texts[-1]

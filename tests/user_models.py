@@ -333,6 +333,22 @@ class WritesToDescriptors(nn.Module):
         return self.fc(x)
 
 
+class PrintsFromAThread(nn.Module):
+    """Its forward prints from a thread of its own, which it waits for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import threading
+
+        worker = threading.Thread(target=lambda: print("from a thread"))
+        worker.start()
+        worker.join()
+        return self.fc(x)
+
+
 class WritesToDescriptorsThenFails(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -7,6 +7,7 @@ queue to one thread worker at a time, which posts back an immutable ``Snapshot``
 from __future__ import annotations
 
 import gc
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from engine.summary import shape_text
 
 from .background import PLACEHOLDER, Background, costly_record
 from .commands import RecipeCommands
+from .fdcapture import ThreadWrites, capturing
 from .jobs import Job, write_export
 from .screens.help import HelpScreen
 from .screens.main import MainScreen
@@ -280,6 +282,10 @@ class NNTuiApp(App[None]):
         self.query_one("#explain").border_title = "explain"
         self.query_one("#params").border_title = "parameters"
         self.query_one("#params").focus()
+        if capturing():
+            # Inside Textual's own redirection, which puts back what was there before at exit.
+            sys.stdout = ThreadWrites(sys.stdout, 1)  # type: ignore[assignment]
+            sys.stderr = ThreadWrites(sys.stderr, 2)  # type: ignore[assignment]
         self.request(Request(Action.LOOK))
         self.call_after_refresh(self._warm_up)
 

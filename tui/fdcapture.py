@@ -73,6 +73,42 @@ def _terminal_copy(fd: int, like: Any) -> Any:
     )
 
 
+_INSTALLED = False
+
+
+def capturing() -> bool:
+    """Whether an ``FdCapture`` has descriptors 1 and 2 now."""
+    return _INSTALLED
+
+
+class ThreadWrites:
+    """Stands in for ``sys.stdout`` or ``sys.stderr`` inside the app, while descriptors are
+    captured: a thread of the user's (one the model starts, a logging thread) printing while
+    no phase of its own runs wrote into Textual's print capture, which drops what no widget
+    asked for. Such writes go to the descriptor instead, so the next phase shows them in the
+    order they came; the event loop's own writes go where they went."""
+
+    def __init__(self, inner: Any, fd: int) -> None:
+        self._inner = inner
+        self._fd = fd
+        self._loop_thread = threading.get_ident()
+
+    def write(self, text: str) -> int:
+        if threading.get_ident() == self._loop_thread:
+            return int(self._inner.write(text))
+        data = str(text).encode("utf-8", "replace")
+        while data:
+            data = data[os.write(self._fd, data) :]
+        return len(text)
+
+    def flush(self) -> None:
+        if threading.get_ident() == self._loop_thread:
+            self._inner.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 class FdCapture:
     """Points file descriptors 1 and 2 at a temporary file while installed (a context
     manager around the app's run)."""
@@ -107,9 +143,13 @@ class FdCapture:
             faulthandler.enable(file=sys.__stderr__)
             self._faulthandler = True
         set_descriptor_source(self.take)
+        global _INSTALLED
+        _INSTALLED = True
         return self
 
     def __exit__(self, *_: object) -> None:
+        global _INSTALLED
+        _INSTALLED = False
         set_descriptor_source(None)
         try:
             _flush_c_stdio()
