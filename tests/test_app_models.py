@@ -408,7 +408,11 @@ async def test_prints_from_a_thread_of_the_model_reach_the_output_pane() -> None
         async with app.run_test(size=SIZE) as pilot:
             await press(pilot, *steps(2))  # define, forward
             forward = app.query_one(OutputPane).texts[-1]
+            print("from the event loop")  # goes where it went: Textual's capture, no block
+            await press(pilot, "space")  # loss
+            loss = app.query_one(OutputPane).texts[-1]
     assert ">>> output = net(input)\nOut:\nfrom a thread\n>>> print(output)" in forward
+    assert "from the event loop" not in loss
     app = NNTuiApp(recipe)
     async with app.run_test(size=SIZE) as pilot:
         await press(pilot, *steps(2))

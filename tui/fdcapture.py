@@ -95,7 +95,8 @@ class ThreadWrites:
 
     def write(self, text: str) -> int:
         if threading.get_ident() == self._loop_thread:
-            return int(self._inner.write(text))
+            self._inner.write(text)  # Textual's print capture returns None, not a count
+            return len(text)
         data = str(text).encode("utf-8", "replace")
         while data:
             data = data[os.write(self._fd, data) :]
