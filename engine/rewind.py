@@ -20,7 +20,7 @@ from .history import Checkpoint
 from .lazy import Deferred
 from .modulemap import ModuleCall
 from .phases import Phase
-from .userprints import Printed, take_descriptors
+from .userprints import Printed
 
 # Phases after which the autograd graph of this iteration is alive (rebuilt on rewind).
 GRAPH_LIVE = (Phase.FORWARD, Phase.LOSS, Phase.ZERO_GRAD)
@@ -63,20 +63,17 @@ class Rewinding:
         attrs, attrs_before = prev.attrs, prev.attrs_before
         if fresh or phase is Phase.DEFINE:
             attrs, attrs_before = snapshot(self._own_modules), ()
-        elif phase is Phase.FORWARD and self._forward_attrs is not None:
-            before, after = self._forward_attrs
-            self._forward_attrs = None
-            # Most forwards rebind nothing: then the checkpoint shares the tuple before it
-            # (counted once by the history) and a recomputed forward needs nothing put back.
-            if same(before, after):
-                attrs_before = ()
-                attrs = prev.attrs if same(prev.attrs, after) else after
+        else:
+            # Every phase can run code of the user's (a backward hook, a custom autograd
+            # Function): what it rebinds is kept. Most rebind nothing: the checkpoint then
+            # shares the tuple before it (counted once by the history), and a recomputed
+            # forward needs nothing put back.
+            if phase is Phase.FORWARD and self._forward_attrs is not None:
+                before, now = self._forward_attrs
+                self._forward_attrs = None
+                attrs_before = () if same(before, now) else before
             else:
-                attrs, attrs_before = after, before
-        elif not fresh:
-            # The other phases can run code of the user's too (a backward hook, a custom
-            # autograd Function's backward): what they rebind is kept as well.
-            now = snapshot(self._own_modules)
+                now = snapshot(self._own_modules)
             if not same(prev.attrs, now):
                 attrs = now
         opt_state = prev.opt_state
@@ -268,8 +265,7 @@ class Rewinding:
         # which module made each graph node (the loss tags them).
         # What it prints is dropped: the phase that printed it showed it when it ran.
         replayed = Printed()
-        if self.capture_prints:  # written before it: the next phase's to show (run_next)
-            take_descriptors(self._carried)
+        self._take_descriptors(self._carried)  # written before it: the next phase shows it
         with (
             self._prints(replayed),
             capture_outputs(self.setup.net, captured, returned, self._copy_only(), calls=calls),
@@ -278,8 +274,7 @@ class Rewinding:
             try:
                 self.output = self.setup.net(input)
             finally:
-                if self.capture_prints:  # or the next phase would show them
-                    take_descriptors(replayed)
+                self._take_descriptors(replayed)  # or the next phase would show them
         self._nonfinite = Deferred.now(nonfinite(captured, returned))
         self._module_calls = tuple(calls)
         if cp.done is not Phase.FORWARD:

@@ -281,8 +281,7 @@ class Session(Rewinding):
                 record = self._run(phase, iteration, prints)
         # User model code can raise anything; this is the one place it is caught and reported.
         except USER_ERRORS as exc:
-            if self.capture_prints:
-                take_descriptors(prints)  # what it wrote below Python before it failed
+            self._take_descriptors(prints)  # what it wrote below Python before it failed
             self._forward_attrs = None
             self.releases.discard()
             self._new_params = self._new_opt_state = None
@@ -344,6 +343,11 @@ class Session(Rewinding):
         """Where the user's prints go while a phase (or a rewind's recomputation) runs."""
         return capture_prints(sink) if self.capture_prints else nullcontext()
 
+    def _take_descriptors(self, sink: list[str]) -> None:
+        """Into ``sink``, what reached descriptors 1 and 2 so far (the app's capture)."""
+        if self.capture_prints:
+            take_descriptors(sink)
+
     def _run(self, phase: Phase, iteration: int, prints: list[str]) -> PhaseRecord:
         run = {
             Phase.DEFINE: self._define,
@@ -358,8 +362,7 @@ class Session(Rewinding):
         self._phase_summaries = {}
         self._live_tensors = ()
         fields = run(iteration)
-        if self.capture_prints:  # before ``joined(prints)`` below reads them
-            take_descriptors(prints)
+        self._take_descriptors(prints)  # before ``joined(prints)`` below reads them
         self.done = phase
         self.iteration = iteration
         if phase is Phase.LOSS:

@@ -146,6 +146,10 @@ def set_descriptor_source(take: Callable[[], str] | None) -> None:
     _DESCRIPTORS = take
 
 
+def descriptors_captured() -> bool:
+    return _DESCRIPTORS is not None
+
+
 def take_descriptors(sink: list[str]) -> None:
     """Append to ``sink`` what reached descriptors 1 and 2 since the last call (nothing unless
     the app captures them); call it where the phase's user code has ended."""

@@ -27,10 +27,11 @@ from engine.explain import record_output_shape
 from engine.gcpolicy import allocated_bytes
 from engine.recipe import RecipeError
 from engine.summary import shape_text
+from engine.userprints import descriptors_captured
 
 from .background import PLACEHOLDER, Background, costly_record
 from .commands import RecipeCommands
-from .fdcapture import ThreadWrites, capturing
+from .fdcapture import ThreadWrites
 from .jobs import Job, write_export
 from .screens.help import HelpScreen
 from .screens.main import MainScreen
@@ -282,7 +283,7 @@ class NNTuiApp(App[None]):
         self.query_one("#explain").border_title = "explain"
         self.query_one("#params").border_title = "parameters"
         self.query_one("#params").focus()
-        if capturing():
+        if descriptors_captured():
             # Inside Textual's own redirection, which puts back what was there before at exit.
             sys.stdout = ThreadWrites(sys.stdout, 1)  # type: ignore[assignment]
             sys.stderr = ThreadWrites(sys.stderr, 2)  # type: ignore[assignment]
@@ -396,11 +397,11 @@ class NNTuiApp(App[None]):
             or self.message_queue_size
         ):
             return  # before start-up's freeze (it would walk millions), or a key is waiting
-        heap, last = self._heap_beyond_history(), self._gc_heap
-        grown = heap is not None and last is not None and heap - last > REFREEZE_GROWTH
-        if heap is not None and last is not None and heap < last:
-            # The heap shrank (a smaller model, a reset): growth counts from its low point.
-            self._gc_heap = heap
+        heap, last, grown = self._heap_beyond_history(), self._gc_heap, False
+        if heap is not None and last is not None:
+            grown = heap - last > REFREEZE_GROWTH
+            # Growth counts from the heap's low point (a smaller model now, a reset).
+            self._gc_heap = min(heap, last)
         refreeze = self._gc_frozen > REFREEZE_AFTER or grown
         if refreeze:
             gc.unfreeze()

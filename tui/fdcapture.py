@@ -73,14 +73,6 @@ def _terminal_copy(fd: int, like: Any) -> Any:
     )
 
 
-_INSTALLED = False
-
-
-def capturing() -> bool:
-    """Whether an ``FdCapture`` has descriptors 1 and 2 now."""
-    return _INSTALLED
-
-
 class ThreadWrites:
     """Stands in for ``sys.stdout`` or ``sys.stderr`` inside the app, while descriptors are
     captured: a thread of the user's (one the model starts, a logging thread) printing while
@@ -144,13 +136,9 @@ class FdCapture:
             faulthandler.enable(file=sys.__stderr__)
             self._faulthandler = True
         set_descriptor_source(self.take)
-        global _INSTALLED
-        _INSTALLED = True
         return self
 
     def __exit__(self, *_: object) -> None:
-        global _INSTALLED
-        _INSTALLED = False
         set_descriptor_source(None)
         try:
             _flush_c_stdio()
