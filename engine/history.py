@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from .lazy import release_many
 from .phases import Phase
 
 DEFAULT_BUDGET_BYTES = 512 * 2**20
@@ -98,13 +99,14 @@ class History:
     def __init__(
         self,
         budget_bytes: int = DEFAULT_BUDGET_BYTES,
-        on_release: Callable[[torch.Tensor], None] | None = None,
+        on_release: Callable[[list[torch.Tensor]], None] | None = None,
     ) -> None:
         if budget_bytes <= 0:
             raise ValueError("history budget must be positive")
         self.budget_bytes = budget_bytes
-        # Called with each tensor no kept checkpoint holds any more (dropped or popped): from
-        # then on it may be written in place, so whatever reads it lazily must let go.
+        # Called with the tensors no kept checkpoint holds any more (dropped or popped), once
+        # per push or pop: from then on they may be written in place, so whatever reads them
+        # lazily must let go.
         self.on_release = on_release
         self._items: deque[Checkpoint] = deque()
         self.dropped = 0
@@ -132,24 +134,30 @@ class History:
 
     def push(self, checkpoint: Checkpoint) -> None:
         self._items.append(checkpoint)
-        self._count(checkpoint, +1)
+        self._count(checkpoint, +1, [])
         # The current checkpoint is always kept: it is what a failing phase restores.
+        gone: list[torch.Tensor] = []
         while len(self._items) > 1 and self._bytes > self.budget_bytes:
-            self._count(self._items.popleft(), -1)
+            self._count(self._items.popleft(), -1, gone)
             self.dropped += 1
+        self._released(gone)
 
     def pop(self) -> Checkpoint:
         checkpoint = self._items.pop()
-        self._count(checkpoint, -1)
+        gone: list[torch.Tensor] = []
+        self._count(checkpoint, -1, gone)
+        self._released(gone)
         return checkpoint
+
+    def _released(self, gone: list[torch.Tensor]) -> None:
+        if gone and self.on_release is not None:
+            self.on_release(gone)
 
     def can_rewind(self, n: int = 1) -> bool:
         return len(self._items) > n
 
     def clear(self) -> None:
-        for checkpoint in self._items:
-            for value in checkpoint.leave:
-                value.release()
+        release_many(value for checkpoint in self._items for value in checkpoint.leave)
         self._items.clear()
         self._refs.clear()
         self._parts.clear()
@@ -171,10 +179,11 @@ class History:
         """Bytes of the distinct tensors the kept checkpoints hold (shared ones counted once)."""
         return self._bytes
 
-    def _count(self, checkpoint: Checkpoint, sign: int) -> None:
+    def _count(self, checkpoint: Checkpoint, sign: int, gone: list[torch.Tensor]) -> None:
+        """Count ``checkpoint`` in (``sign`` +1) or out (-1); out, the tensors it was the last
+        to hold are appended to ``gone``."""
         if sign < 0:
-            for value in checkpoint.leave:
-                value.release()
+            release_many(checkpoint.leave)
             checkpoint.leave.clear()
         parts = self._parts
         refs = self._refs
@@ -212,5 +221,4 @@ class History:
                 if ref[0] == 0:
                     del refs[key]
                     self._bytes -= ref[1]
-                    if self.on_release is not None:
-                        self.on_release(t)
+                    gone.append(t)

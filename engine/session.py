@@ -31,6 +31,7 @@ from .graph import walk_grad_fn
 from .history import DEFAULT_BUDGET_BYTES, Checkpoint, History
 from .lazy import Deferred, Releases
 from .modulemap import ModuleCall
+from .optstep import step_in_slices
 from .phases import Phase, next_iteration, next_phase
 from .printing import grad_fn_name, tensor_repr
 from .recipe import MODELS, Recipe, Setup, build
@@ -103,6 +104,10 @@ class RecordIds:
         self._history = history
         self._ids: set[int] | None = None
 
+    def __bool__(self) -> bool:
+        # Only a push that leaves the record's checkpoint alone can release its values.
+        return len(self._history) <= 1
+
     def __contains__(self, key: object) -> bool:
         if len(self._history) > 1:
             return False
@@ -157,7 +162,7 @@ class Session(Rewinding):
         # ends its phase drops the tensors they read (a tight history budget).
         self._keep: Container[int] = frozenset()
         self.history = History(
-            history_bytes, on_release=lambda t: self.releases.release(t, self._keep)
+            history_bytes, on_release=lambda ts: self.releases.release(ts, self._keep)
         )
         # None: engine.diagnostics (the app's pane and trace's lines); False: none at all.
         if diagnose is None or diagnose is True:
@@ -758,23 +763,26 @@ class Session(Rewinding):
         before = self.history.current.params
         grads = [p.grad for p in self.params]
         optimizer = self.setup.optimizer
-        optimizer.step()
         names = tuple(self.names)  # the lazy values below must not read the session later
         # The checkpoint keeps these copies (and of the optimizer state): the summaries and
         # checks below read them when asked, never the live tensors the next step writes.
+        # Made a slice at a time, right after the slice's step (engine.optstep).
         after = []
         large_bad: str | None = None
         small: list[tuple[str, torch.Tensor]] = []
-        for name, p in zip(self.names, self.params):
-            after.append(p.detach().clone())
-            # The NaN guard: a large copy is read right after it is made, while it is still in
-            # cache; the small ones together in one multi-tensor norm (finite norm, no NaN/Inf).
-            if not self.nan_guard:
-                continue
-            if after[-1].numel() < LARGE and after[-1].is_floating_point():
-                small.append((name, after[-1]))
-            elif large_bad is None and not all_finite(after[-1]):
-                large_bad = name
+        for stepped in step_in_slices(optimizer, self.params):
+            for i in stepped:
+                name, copy = self.names[i], self.params[i].detach().clone()
+                after.append(copy)
+                # The NaN guard: a large copy is read right after it is made, while it is
+                # still in cache; the small ones together in one multi-tensor norm (a finite
+                # norm has no NaN/Inf).
+                if not self.nan_guard:
+                    continue
+                if copy.numel() < LARGE and copy.is_floating_point():
+                    small.append((name, copy))
+                elif large_bad is None and not all_finite(copy):
+                    large_bad = name
         bad = [n for n in (large_bad, first_nonfinite(small) if small else None) if n]
         if bad:
             first = min(bad, key=self.names.index)  # the first in parameter order

@@ -123,11 +123,15 @@ class TensorSummary:
     def release(self) -> None:
         """The tensor may change from now on: keep what is known, lose the rest."""
         with COND:
-            while self._computing:
-                COND.wait()
-            self._source = None
-            if None in (self._sums, self._norm, self._detail):
-                self._lost = True
+            self.release_held()
+
+    def release_held(self) -> None:
+        """``release`` for a caller holding ``COND`` (engine.lazy.release_many)."""
+        while self._computing:
+            COND.wait()
+        self._source = None
+        if None in (self._sums, self._norm, self._detail):
+            self._lost = True
 
     def compute(self) -> TensorSummary:
         """Every statistic now (``nntui trace`` and tests); returns self."""

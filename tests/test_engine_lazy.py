@@ -237,3 +237,36 @@ def test_repr_from_a_detached_copy_equals_the_tensor_repr(dtype: torch.dtype) ->
             x = (torch.randn(shape) * scale).to(dtype).requires_grad_()
             for y in (x * 2, (x * 2).sum(), torch.relu(x), x.reshape(-1)):
                 assert tensor_repr(y.detach(), grad_fn_name(y)) == repr(y)
+
+
+def test_releasing_many_waits_for_the_one_being_computed_and_drops_the_rest() -> None:
+    import threading
+
+    from engine.lazy import Deferred, release_many
+    from engine.summary import summarize
+
+    started, go = threading.Event(), threading.Event()
+
+    def slow() -> float:
+        started.set()
+        assert go.wait(10)
+        return 1.5
+
+    computing = Deferred(slow, -1.0)
+    pending = Deferred(lambda: 2.5, -1.0)
+    summary = summarize(torch.arange(4.0))
+    got: list[float] = []
+    reader = threading.Thread(target=lambda: got.append(computing.get()))
+    reader.start()
+    assert started.wait(10)
+    releaser = threading.Thread(target=release_many, args=([pending, computing, summary],))
+    releaser.start()
+    releaser.join(0.2)
+    assert releaser.is_alive()  # it waits for ``computing``, holding nothing it needs
+    go.set()
+    reader.join(10)
+    releaser.join(10)
+    assert not releaser.is_alive() and got == [1.5]
+    assert computing.kept and computing.get() == 1.5  # computed before the release: kept
+    assert not pending.kept and pending.get() == -1.0  # never computed: not kept
+    assert not summary.available
