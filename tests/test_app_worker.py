@@ -283,6 +283,7 @@ async def test_idle_collection_frees_frozen_garbage_once_the_heap_grows(
     import tui.app as app_module
 
     monkeypatch.setattr(app_module, "REFREEZE_GROWTH", 32 * 2**20)
+    monkeypatch.setattr(app_module, "HEAP_CHECK_SECONDS", 0.0)  # every collection reads it
     app = quiet_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await press(pilot, *steps(6))  # a whole iteration: the history holds tensors
@@ -329,6 +330,39 @@ async def test_idle_collection_frees_frozen_garbage_once_the_heap_grows(
             del more, extra
         finally:
             gc.enable()
+
+
+async def test_idle_collections_read_the_heap_at_most_once_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reading glibc's heap figures walks its free lists (6 ms once a tutorial Net has filled
+    its history): the idle collection after every key must not pay it each time."""
+    import time
+
+    reads: list[int] = []
+    app = quiet_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await press(pilot, *steps(6))
+        await _frozen(app)
+        await settle(pilot)
+        while app.message_queue_size:
+            await asyncio.sleep(0.01)
+        real = app._heap_beyond_history
+        monkeypatch.setattr(app, "_heap_beyond_history", lambda: (reads.append(1), real())[1])
+
+        def collect(read_ago: float | None = None) -> None:
+            if read_ago is not None:
+                app._gc_heap_read = time.monotonic() - read_ago
+            app._gc_timer = None
+            app._collect()
+
+        collect(read_ago=2.0)
+        assert len(reads) == 1
+        collect()
+        collect(read_ago=0.5)
+        assert len(reads) == 1  # read under a second ago: not again
+        collect(read_ago=1.1)
+        assert len(reads) == 2
 
 
 async def test_key_frames_run_no_young_collections() -> None:

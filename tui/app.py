@@ -100,6 +100,10 @@ REFREEZE_AFTER = 500_000
 # few hundred keys. The history's growth is left out: it is bounded by its budget and freed by
 # reference count, and counting it would walk everything while a big model fills it.
 REFREEZE_GROWTH = 256 * 2**20
+# Reading the heap's figures walks glibc's free lists: 6 ms a read once a tutorial Net has
+# filled its history (1,000 iterations), paid on the event loop after every key. Read at most
+# this often; growth past the limit waits that much longer for its walk.
+HEAP_CHECK_SECONDS = 1.0
 BUSY_LABEL = {
     Action.NEXT: "running",
     Action.REWIND: "rewinding",
@@ -249,6 +253,7 @@ class NNTuiApp(App[None]):
         self._gc_frozen: int | None = None
         # The heap's bytes beyond the history's at start-up's freeze or the last refreeze.
         self._gc_heap: int | None = None
+        self._gc_heap_read = 0.0  # time.monotonic() of the last read of the heap's figures
         # A big model's statistics, read off the event loop (tui/background.py).
         self.background = Background(self)
 
@@ -397,7 +402,10 @@ class NNTuiApp(App[None]):
             or self.message_queue_size
         ):
             return  # before start-up's freeze (it would walk millions), or a key is waiting
-        heap, last, grown = self._heap_beyond_history(), self._gc_heap, False
+        clock, last, heap, grown = time.monotonic(), self._gc_heap, None, False
+        if clock - self._gc_heap_read >= HEAP_CHECK_SECONDS:
+            heap = self._heap_beyond_history()
+            self._gc_heap_read = clock
         if heap is not None and last is not None:
             grown = heap - last > REFREEZE_GROWTH
             # Growth counts from the heap's low point (a smaller model now, a reset).
