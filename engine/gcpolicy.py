@@ -12,9 +12,9 @@ made, in the user's code or torch's, are freed here as usual) and then freezes w
 so that no later collection walks it again. A cycle that was alive when frozen (a model that
 keeps one across an iteration) and becomes garbage later is freed by the next full
 collection, which runs after ``refreeze_after`` objects have been frozen (about 2,000
-iterations of the tutorial Net) or once the C heap's allocated bytes (tensors included) have
-grown by ``refreeze_growth`` since the last one, whichever comes first: frozen garbage holding
-tensors cannot pile up past that.
+iterations of the tutorial Net) or once the C heap's allocated bytes (tensors included), less
+those of the rewind history (``exclude``), have grown by ``refreeze_growth`` since the last
+one, whichever comes first: frozen garbage holding tensors cannot pile up past that.
 """
 
 from __future__ import annotations
@@ -75,10 +75,17 @@ class FreezeSurvivors:
     """
 
     def __init__(
-        self, refreeze_after: int = REFREEZE_AFTER, refreeze_growth: int = REFREEZE_GROWTH
+        self,
+        refreeze_after: int = REFREEZE_AFTER,
+        refreeze_growth: int = REFREEZE_GROWTH,
+        exclude: Callable[[], int] | None = None,
     ) -> None:
         self.refreeze_after = refreeze_after
         self.refreeze_growth = refreeze_growth
+        # Bytes to leave out of the heap's growth: the rewind history's (``History.nbytes``),
+        # bounded by its budget and freed by reference count. Counted, a tutorial Net filling
+        # its 512 MiB history made two full walks of everything frozen on the way.
+        self.exclude = exclude
         self.frozen: int | None = None  # objects frozen since the last full walk; None: none yet
         self.allocated: int | None = None  # heap bytes after the last full walk (or first call)
         self.full_collections = 0
@@ -101,10 +108,16 @@ class FreezeSurvivors:
         if clock - self._checked_at < CHECK_EVERY_SECONDS:
             return False
         self._checked_at = clock
-        now = allocated_bytes()
+        now = self._heap()
         if now is None or self.allocated is None:
             return False
         return now - self.allocated > self.refreeze_growth
+
+    def _heap(self) -> int | None:
+        heap = allocated_bytes()
+        if heap is None or self.exclude is None:
+            return heap
+        return heap - self.exclude()
 
     def __call__(self) -> None:
         if not gc.isenabled():
@@ -120,7 +133,7 @@ class FreezeSurvivors:
             # The first time (start-up's imports, long-lived) and after a full walk: frozen
             # uncounted, as they would otherwise trigger the next full walk at once.
             self.frozen = 0
-            self.allocated = allocated_bytes()
+            self.allocated = self._heap()
         else:
             # After collect(1) the oldest generation holds only what survived since the last
             # freeze: a few hundred objects to count, where gc.get_freeze_count() would walk

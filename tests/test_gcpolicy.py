@@ -128,3 +128,28 @@ def test_a_frozen_cycle_holding_memory_is_freed_once_memory_grows(
     assert policy.full_collections == walks + 1
     assert ref() is None
     del more
+
+
+@pytest.mark.skipif(allocated_bytes() is None, reason="no glibc mallinfo2 here")
+def test_growth_the_caller_accounts_for_starts_no_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rewind history's bytes are bounded by its budget and freed by reference count:
+    ``trace`` leaves them out, or a history filling up walks everything frozen twice."""
+    import torch
+
+    from engine import gcpolicy
+
+    monkeypatch.setattr(gcpolicy, "CHECK_EVERY_SECONDS", 0.0)
+    held: list[torch.Tensor] = []
+    policy = FreezeSurvivors(
+        refreeze_after=10**9,
+        refreeze_growth=32 * 2**20,
+        exclude=lambda: sum(t.nbytes for t in held),
+    )
+    policy()
+    held.append(torch.ones(16 * 2**20))  # 64 MiB the "history" holds
+    policy()
+    assert policy.full_collections == 0
+    other = torch.ones(16 * 2**20)  # 64 MiB it does not
+    policy()
+    assert policy.full_collections == 1
+    del other

@@ -78,7 +78,7 @@ def run_trace(
     console = Console(highlight=False, soft_wrap=False)
     total = 1 + 5 * iterations
     # A third of a long run's time went to the collector (engine.gcpolicy).
-    with FreezeSurvivors() as keep_collector_off:
+    with FreezeSurvivors(exclude=session.history.nbytes) as keep_collector_off:
         for _ in range(total):
             with quiet:
                 result = session.run_next()
