@@ -213,11 +213,15 @@ class Releases:
             found = pop(id(t), None)
             if found is not None:
                 values += found
-        if keep:
-            for value in values:
-                if id(value) in keep:
-                    value.compute()  # outside COND: it takes it only to change state
-        release_many(values)
+        try:
+            if keep:
+                for value in values:
+                    if id(value) in keep:
+                        value.compute()  # outside COND: it takes it only to change state
+        finally:
+            # Popped above: released even if a computation raised, or a value could read a
+            # tensor that is written from now on.
+            release_many(values)
 
     def release_all(self) -> None:
         by_tensor, self._by_tensor = self._by_tensor, {}

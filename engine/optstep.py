@@ -10,7 +10,8 @@ Only for nntui's own torch optimizers (SGD with or without momentum, Adam, RMSpr
 update of a parameter reads that parameter's gradient and state alone, so stepping them in
 slices computes every element exactly as one step does: the same ops on the same operands
 (``tests/test_engine_optstep.py`` holds it to plain PyTorch bit for bit). Any optimizer step
-hook, another parameter group or another class gets the plain single step.
+hook, another parameter group, another class, a fused, foreach, differentiable or capturable
+group, or parameters sharing memory get the plain single step.
 """
 
 from __future__ import annotations
@@ -57,12 +58,37 @@ def slices(params: Sequence[torch.Tensor], limit: int = SLICE_BYTES) -> list[ran
     return out
 
 
+# Group settings under which a step is not a plain loop over its parameters: the fused kernels
+# decide some things once per call for the whole group (fused SGD's first step), and the
+# differentiable and capturable modes keep step counts and graphs of their own.
+WHOLE_GROUP_SETTINGS = ("fused", "foreach", "differentiable", "capturable")
+
+
+def _shares_memory(params: Sequence[torch.Tensor]) -> bool:
+    """Whether two of ``params`` are views of one storage: a later slice's step then writes
+    into memory an earlier slice's copy was taken from."""
+    seen: set[int] = set()
+    for p in params:
+        key = p.untyped_storage().data_ptr()
+        if key in seen:
+            return True
+        seen.add(key)
+    return False
+
+
 def sliceable(optimizer: Any, params: Sequence[torch.Tensor]) -> bool:
     """Whether ``optimizer`` may be stepped in slices of ``params`` (see the module docstring)."""
     if type(optimizer) not in SLICEABLE or len(optimizer.param_groups) != 1 or _hooked(optimizer):
         return False
-    group = optimizer.param_groups[0]["params"]
-    return len(group) == len(params) and all(a is b for a, b in zip(group, params))
+    settings = optimizer.param_groups[0]
+    if any(settings.get(name) for name in WHOLE_GROUP_SETTINGS):
+        return False
+    group = settings["params"]
+    return (
+        len(group) == len(params)
+        and all(a is b for a, b in zip(group, params))
+        and not _shares_memory(params)
+    )
 
 
 def step_in_slices(

@@ -270,3 +270,24 @@ def test_releasing_many_waits_for_the_one_being_computed_and_drops_the_rest() ->
     assert computing.kept and computing.get() == 1.5  # computed before the release: kept
     assert not pending.kept and pending.get() == -1.0  # never computed: not kept
     assert not summary.available
+
+
+def test_a_value_that_fails_to_compute_on_release_does_not_keep_the_others() -> None:
+    """The record being committed computes its values before their tensors go; one raising
+    must not leave the rest unreleased, reading tensors that may be written from then on."""
+    from engine.lazy import Deferred, Releases
+
+    def boom() -> float:
+        raise RuntimeError("boom")
+
+    t = torch.ones(3)
+    failing, other = Deferred(boom, -1.0), Deferred(lambda: float(t.sum()), -1.0)
+    releases = Releases()
+    releases.stage(failing, (t,))
+    releases.stage(other, (t,))
+    releases.commit(lambda _: True, [], [])
+    with pytest.raises(RuntimeError, match="boom"):
+        releases.release([t], keep={id(failing)})
+    assert not other.kept and other.get() == -1.0
+    assert not failing.kept
+    assert releases.waiting_on() == []

@@ -311,6 +311,7 @@ class NNTuiApp(App[None]):
         gc.freeze()
         gc.set_threshold(GEN0_THRESHOLD, gc.get_threshold()[1], GEN2_THRESHOLD)
         self._gc_heap = self._heap_beyond_history()
+        self._gc_heap_read = time.monotonic()
         self._gc_frozen = 0
 
     def on_resize(self, event: events.Resize) -> None:
@@ -416,6 +417,7 @@ class NNTuiApp(App[None]):
         gc.collect()
         if refreeze:
             self._gc_heap = self._heap_beyond_history()
+            self._gc_heap_read = time.monotonic()
         # Counted here, not with gc.get_freeze_count(): that walks the whole frozen list
         # (~350,000 objects after start-up), 35-70 ms of this idle pause, while the
         # collection itself takes 1-3 ms. After a full collection the survivors are all
