@@ -65,6 +65,31 @@ def allocated_bytes() -> int | None:
     return int(info.uordblks + info.hblkhd)
 
 
+class HeapReader:
+    """``allocated_bytes()`` less ``exclude()`` (the rewind history's bytes: bounded by its
+    budget and freed by reference count, so not growth to walk for), and how recently it was
+    read: each read walks glibc's free lists, so callers between keys or iterations read
+    through ``due``, at most once every ``every`` seconds."""
+
+    def __init__(self, every: float, exclude: Callable[[], int] | None = None) -> None:
+        self.every = every
+        self.exclude = exclude
+        self.read_at = 0.0  # time.monotonic() of the last read
+
+    def now(self) -> int | None:
+        self.read_at = time.monotonic()
+        heap = allocated_bytes()
+        if heap is None or self.exclude is None:
+            return heap
+        return heap - self.exclude()
+
+    def due(self) -> int | None:
+        """``now()`` if ``every`` seconds have passed since the last read, else None."""
+        if time.monotonic() - self.read_at < self.every:
+            return None
+        return self.now()
+
+
 class FreezeSurvivors:
     """Call between iterations of a long run (``nntui trace``); see the module docstring.
 
@@ -82,14 +107,12 @@ class FreezeSurvivors:
     ) -> None:
         self.refreeze_after = refreeze_after
         self.refreeze_growth = refreeze_growth
-        # Bytes to leave out of the heap's growth: the rewind history's (``History.nbytes``),
-        # bounded by its budget and freed by reference count. Counted, a tutorial Net filling
-        # its 512 MiB history made two full walks of everything frozen on the way.
-        self.exclude = exclude
+        # ``exclude``: the rewind history's bytes (``History.nbytes``). Counted, a tutorial Net
+        # filling its 512 MiB history made two full walks of everything frozen on the way.
+        self.heap = HeapReader(CHECK_EVERY_SECONDS, exclude)
         self.frozen: int | None = None  # objects frozen since the last full walk; None: none yet
         self.allocated: int | None = None  # heap bytes after the last full walk (or first call)
         self.full_collections = 0
-        self._checked_at = 0.0
 
     def __enter__(self) -> FreezeSurvivors:
         return self
@@ -104,20 +127,10 @@ class FreezeSurvivors:
             return False
         if self.frozen > self.refreeze_after:
             return True
-        clock = time.monotonic()
-        if clock - self._checked_at < CHECK_EVERY_SECONDS:
-            return False
-        self._checked_at = clock
-        now = self._heap()
+        now = self.heap.due()
         if now is None or self.allocated is None:
             return False
         return now - self.allocated > self.refreeze_growth
-
-    def _heap(self) -> int | None:
-        heap = allocated_bytes()
-        if heap is None or self.exclude is None:
-            return heap
-        return heap - self.exclude()
 
     def __call__(self) -> None:
         if not gc.isenabled():
@@ -133,7 +146,7 @@ class FreezeSurvivors:
             # The first time (start-up's imports, long-lived) and after a full walk: frozen
             # uncounted, as they would otherwise trigger the next full walk at once.
             self.frozen = 0
-            self.allocated = self._heap()
+            self.allocated = self.heap.now()
         else:
             # After collect(1) the oldest generation holds only what survived since the last
             # freeze: a few hundred objects to count, where gc.get_freeze_count() would walk

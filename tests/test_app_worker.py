@@ -324,7 +324,7 @@ async def test_idle_collection_frees_frozen_garbage_once_the_heap_grows(
             assert calls == ["unfreeze"]
             # A heap that shrank (a smaller model now): growth counts from the low point.
             low = app._gc_heap - 512 * 2**20
-            monkeypatch.setattr(app, "_heap_beyond_history", lambda: low)
+            monkeypatch.setattr(app._heap, "now", lambda: low)
             app._collect()
             assert app._gc_heap == low and calls == ["unfreeze"]
             del more, extra
@@ -347,12 +347,12 @@ async def test_idle_collections_read_the_heap_at_most_once_a_second(
         await settle(pilot)
         while app.message_queue_size:
             await asyncio.sleep(0.01)
-        real = app._heap_beyond_history
-        monkeypatch.setattr(app, "_heap_beyond_history", lambda: (reads.append(1), real())[1])
+        real = app._heap.now
+        monkeypatch.setattr(app._heap, "now", lambda: (reads.append(1), real())[1])
 
         def collect(read_ago: float | None = None) -> None:
             if read_ago is not None:
-                app._gc_heap_read = time.monotonic() - read_ago
+                app._heap.read_at = time.monotonic() - read_ago
             app._gc_timer = None
             app._collect()
 

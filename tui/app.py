@@ -24,7 +24,7 @@ from textual.worker import Worker, WorkerState
 
 from engine import DEFAULT_BUDGET_BYTES, GradGraph, Phase, PhaseRecord, Recipe, Session
 from engine.explain import record_output_shape
-from engine.gcpolicy import allocated_bytes
+from engine.gcpolicy import HeapReader
 from engine.recipe import RecipeError
 from engine.summary import shape_text
 from engine.userprints import descriptors_captured
@@ -253,7 +253,7 @@ class NNTuiApp(App[None]):
         self._gc_frozen: int | None = None
         # The heap's bytes beyond the history's at start-up's freeze or the last refreeze.
         self._gc_heap: int | None = None
-        self._gc_heap_read = 0.0  # time.monotonic() of the last read of the heap's figures
+        self._heap = HeapReader(HEAP_CHECK_SECONDS, lambda: self.session.history.nbytes())
         # A big model's statistics, read off the event loop (tui/background.py).
         self.background = Background(self)
 
@@ -310,8 +310,7 @@ class NNTuiApp(App[None]):
 
         gc.freeze()
         gc.set_threshold(GEN0_THRESHOLD, gc.get_threshold()[1], GEN2_THRESHOLD)
-        self._gc_heap = self._heap_beyond_history()
-        self._gc_heap_read = time.monotonic()
+        self._gc_heap = self._heap.now()
         self._gc_frozen = 0
 
     def on_resize(self, event: events.Resize) -> None:
@@ -403,10 +402,7 @@ class NNTuiApp(App[None]):
             or self.message_queue_size
         ):
             return  # before start-up's freeze (it would walk millions), or a key is waiting
-        clock, last, heap, grown = time.monotonic(), self._gc_heap, None, False
-        if clock - self._gc_heap_read >= HEAP_CHECK_SECONDS:
-            heap = self._heap_beyond_history()
-            self._gc_heap_read = clock
+        heap, last, grown = self._heap.due(), self._gc_heap, False
         if heap is not None and last is not None:
             grown = heap - last > REFREEZE_GROWTH
             # Growth counts from the heap's low point (a smaller model now, a reset).
@@ -416,8 +412,7 @@ class NNTuiApp(App[None]):
             gc.unfreeze()
         gc.collect()
         if refreeze:
-            self._gc_heap = self._heap_beyond_history()
-            self._gc_heap_read = time.monotonic()
+            self._gc_heap = self._heap.now()
         # Counted here, not with gc.get_freeze_count(): that walks the whole frozen list
         # (~350,000 objects after start-up), 35-70 ms of this idle pause, while the
         # collection itself takes 1-3 ms. After a full collection the survivors are all
@@ -425,11 +420,6 @@ class NNTuiApp(App[None]):
         survivors = len(gc.get_objects())
         gc.freeze()
         self._gc_frozen = 0 if refreeze else self._gc_frozen + survivors
-
-    def _heap_beyond_history(self) -> int | None:
-        """The C heap's allocated bytes (glibc; None elsewhere) less the rewind history's."""
-        heap = allocated_bytes()
-        return None if heap is None else heap - self.session.history.nbytes()
 
     @work(thread=True, exit_on_error=False, group="session")
     def _perform(
